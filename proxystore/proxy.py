@@ -1,0 +1,398 @@
+"""A transparent, lazy stand-in for an object: :class:`Proxy`.
+
+A proxy holds a :class:`~proxystore.factory.Factory` and calls it the first
+time the proxy is really used; from then on it forwards every operation to
+the object the factory returned (its *target*). Pickling a proxy pickles only
+its factory, so a proxy of a large array crosses a process boundary as a few
+hundred bytes and is resolved where it is used.
+
+Semantics follow ``lazy-object-proxy``: attribute access, every operator
+(arithmetic, reflected, in-place, comparisons), ``hash``, ``bool``, ``len``,
+iteration, indexing, calling, context managers, ``str``/``repr``/``format``
+and ``dir`` are forwarded. ``isinstance(p, C)`` is true when the target is a
+``C`` (``p.__class__`` is forwarded) and also for ``C = Proxy``; ``type(p)``
+is ``Proxy``.
+
+Attribute access goes through ``__getattribute__`` rather than the
+``__getattr__`` fallback: the fallback only runs after Python's own lookup has
+raised and caught ``AttributeError``, which costs more than the forwarding.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import operator
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Generic
+from typing import TypeVar
+
+from proxystore.exceptions import ProxyResolveError
+from proxystore.factory import Factory
+from proxystore.factory import StoreFactory
+
+__all__ = [
+    'Proxy',
+    'extract',
+    'get_factory',
+    'get_key',
+    'is_proxy',
+    'is_resolved',
+    'resolve',
+    'resolve_async',
+]
+
+T = TypeVar('T')
+
+_oga = object.__getattribute__
+_osa = object.__setattr__
+_oda = object.__delattr__
+
+# Attributes of the proxy itself; every other name is forwarded to the target.
+_SLOTS = frozenset({'__proxy_factory__', '__proxy_target__', '__proxy_lock__'})
+_OWN = _SLOTS | {'__factory__', '__wrapped__', '__reduce__', '__reduce_ex__'}
+
+
+def _resolve(proxy: Proxy[Any]) -> Any:
+    """Call the factory once (thread-safe) and remember its result."""
+    with _oga(proxy, '__proxy_lock__'):
+        try:
+            return _oga(proxy, '__proxy_target__')
+        except AttributeError:
+            pass
+        factory = _oga(proxy, '__proxy_factory__')
+        try:
+            target = factory()
+        except AttributeError as e:
+            raise ProxyResolveError(
+                f'The factory {factory!r} raised AttributeError while resolving a proxy: {e}',
+            ) from e
+        _osa(proxy, '__proxy_target__', target)
+        return target
+
+
+def _target(proxy: Proxy[Any]) -> Any:
+    try:
+        return _oga(proxy, '__proxy_target__')
+    except AttributeError:
+        return _resolve(proxy)
+
+
+class Proxy(Generic[T]):
+    """Lazy, transparent proxy of the object returned by ``factory``.
+
+    Args:
+        factory: Called with no arguments, once, on first use of the proxy.
+
+    Raises:
+        TypeError: ``factory`` is not a :class:`~proxystore.factory.Factory`.
+    """
+
+    __slots__ = ('__proxy_factory__', '__proxy_target__', '__proxy_lock__', '__weakref__')
+
+    def __init__(self, factory: Factory[T]) -> None:
+        if not isinstance(factory, Factory):
+            raise TypeError(
+                f'Proxy() needs a proxystore.factory.Factory, got {type(factory).__qualname__}. '
+                'Wrap a callable with LambdaFactory(fn) or an object with SimpleFactory(obj).',
+            )
+        _osa(self, '__proxy_factory__', factory)
+        _osa(self, '__proxy_lock__', threading.RLock())
+
+    if TYPE_CHECKING:  # pragma: no cover - tells type checkers any attribute may exist
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _OWN:
+            return _oga(self, name)
+        try:
+            target = _oga(self, '__proxy_target__')
+        except AttributeError:
+            if name == '__class__':
+                # Answer isinstance() checks without fetching the target when
+                # the factory knows its type (engines call isinstance a lot).
+                cls = _oga(self, '__proxy_factory__').target_type()
+                if cls is not None:
+                    return cls
+            target = _resolve(self)
+        return getattr(target, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SLOTS:
+            _osa(self, name, value)
+        elif name == '__wrapped__':
+            _osa(self, '__proxy_target__', value)
+        else:
+            setattr(_target(self), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _SLOTS:
+            _oda(self, name)
+        elif name == '__wrapped__':
+            _oda(self, '__proxy_target__')
+        else:
+            delattr(_target(self), name)
+
+    @property
+    def __wrapped__(self) -> T:
+        """The target (resolving the proxy if needed)."""
+        return _target(self)  # type: ignore[no-any-return]
+
+    @property
+    def __factory__(self) -> Factory[T]:
+        """The factory this proxy resolves with."""
+        return _oga(self, '__proxy_factory__')  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (_oga(self, '__proxy_factory__'),))
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (type(self), (_oga(self, '__proxy_factory__'),))
+
+    # Conversions and introspection.
+    def __repr__(self) -> str:
+        return repr(_target(self))
+
+    def __str__(self) -> str:
+        return str(_target(self))
+
+    def __bytes__(self) -> bytes:
+        return bytes(_target(self))
+
+    def __format__(self, format_spec: str) -> str:
+        return format(_target(self), format_spec)
+
+    def __dir__(self) -> list[str]:
+        return dir(_target(self))
+
+    def __hash__(self) -> int:
+        return hash(_target(self))
+
+    def __bool__(self) -> bool:
+        return bool(_target(self))
+
+    def __int__(self) -> int:
+        return int(_target(self))
+
+    def __float__(self) -> float:
+        return float(_target(self))
+
+    def __complex__(self) -> complex:
+        return complex(_target(self))
+
+    def __index__(self) -> int:
+        return operator.index(_target(self))
+
+    def __round__(self, *args: Any) -> Any:
+        return round(_target(self), *args)
+
+    def __trunc__(self) -> Any:
+        return _target(self).__trunc__()
+
+    def __floor__(self) -> Any:
+        return _target(self).__floor__()
+
+    def __ceil__(self) -> Any:
+        return _target(self).__ceil__()
+
+    def __fspath__(self) -> Any:
+        return _target(self).__fspath__()
+
+    def __copy__(self) -> Any:
+        return _copy.copy(_target(self))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return _copy.deepcopy(_target(self), memo)
+
+    def __instancecheck__(self, instance: Any) -> bool:
+        return isinstance(instance, _target(self))
+
+    def __subclasscheck__(self, subclass: Any) -> bool:
+        return issubclass(subclass, _target(self))
+
+    # Containers, iteration, calling.
+    def __len__(self) -> int:
+        return len(_target(self))
+
+    def __length_hint__(self) -> int:
+        return operator.length_hint(_target(self))
+
+    def __iter__(self) -> Any:
+        return iter(_target(self))
+
+    def __reversed__(self) -> Any:
+        return reversed(_target(self))
+
+    def __contains__(self, item: Any) -> bool:
+        return item in _target(self)
+
+    def __getitem__(self, key: Any) -> Any:
+        return _target(self)[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _target(self)[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del _target(self)[key]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _target(self)(*args, **kwargs)
+
+    def __enter__(self) -> Any:
+        return _target(self).__enter__()
+
+    def __exit__(self, *args: Any) -> Any:
+        return _target(self).__exit__(*args)
+
+    # Asynchronous context manager. ``__await__``, ``__aiter__`` and ``__next__``
+    # are deliberately absent: defining them would make every proxy look
+    # awaitable or an iterator to ``inspect``/``collections.abc`` checks.
+    async def __aenter__(self) -> Any:
+        return await _target(self).__aenter__()
+
+    async def __aexit__(self, *args: Any) -> Any:
+        return await _target(self).__aexit__(*args)
+
+    # Unary operators.
+    def __neg__(self) -> Any:
+        return -_target(self)
+
+    def __pos__(self) -> Any:
+        return +_target(self)
+
+    def __abs__(self) -> Any:
+        return abs(_target(self))
+
+    def __invert__(self) -> Any:
+        return ~_target(self)
+
+    # Comparisons.
+    def __eq__(self, other: object) -> Any:
+        return _target(self) == other
+
+    def __ne__(self, other: object) -> Any:
+        return _target(self) != other
+
+    def __lt__(self, other: Any) -> Any:
+        return _target(self) < other
+
+    def __le__(self, other: Any) -> Any:
+        return _target(self) <= other
+
+    def __gt__(self, other: Any) -> Any:
+        return _target(self) > other
+
+    def __ge__(self, other: Any) -> Any:
+        return _target(self) >= other
+
+
+def _forward(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
+    def method(self: Proxy[Any], other: Any) -> Any:
+        return op(_target(self), other)
+
+    return method
+
+
+def _reflect(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
+    def method(self: Proxy[Any], other: Any) -> Any:
+        return op(other, _target(self))
+
+    return method
+
+
+def _inplace(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
+    def method(self: Proxy[Any], other: Any) -> Any:
+        # Immutable targets return a new object: the proxy now stands for it.
+        _osa(self, '__proxy_target__', op(_target(self), other))
+        return self
+
+    return method
+
+
+def _pow3(self: Proxy[Any], other: Any, modulo: Any = None) -> Any:
+    return pow(_target(self), other, modulo)
+
+
+def _rpow3(self: Proxy[Any], other: Any, modulo: Any = None) -> Any:
+    return pow(other, _target(self), modulo)
+
+
+_BINARY = {
+    'add': (operator.add, operator.iadd),
+    'sub': (operator.sub, operator.isub),
+    'mul': (operator.mul, operator.imul),
+    'matmul': (operator.matmul, operator.imatmul),
+    'truediv': (operator.truediv, operator.itruediv),
+    'floordiv': (operator.floordiv, operator.ifloordiv),
+    'mod': (operator.mod, operator.imod),
+    'divmod': (divmod, None),
+    'pow': (operator.pow, operator.ipow),
+    'lshift': (operator.lshift, operator.ilshift),
+    'rshift': (operator.rshift, operator.irshift),
+    'and': (operator.and_, operator.iand),
+    'xor': (operator.xor, operator.ixor),
+    'or': (operator.or_, operator.ior),
+}
+
+for _name, (_op, _iop) in _BINARY.items():
+    setattr(Proxy, f'__{_name}__', _forward(_op))
+    setattr(Proxy, f'__r{_name}__', _reflect(_op))
+    if _iop is not None:
+        setattr(Proxy, f'__i{_name}__', _inplace(_iop))
+Proxy.__pow__ = _pow3  # type: ignore[attr-defined]
+Proxy.__rpow__ = _rpow3  # type: ignore[attr-defined]
+del _name, _op, _iop
+
+
+def is_proxy(obj: Any) -> bool:
+    """Return whether ``obj`` is a proxy (never resolves it)."""
+    return isinstance(obj, Proxy)
+
+
+def _check(proxy: Any) -> Proxy[Any]:
+    if not isinstance(proxy, Proxy):
+        raise TypeError(f'Expected a Proxy, got {type(proxy).__qualname__}.')
+    return proxy
+
+
+def extract(proxy: Proxy[T]) -> T:
+    """Return the proxy's target, resolving it first if needed."""
+    return _target(_check(proxy))  # type: ignore[no-any-return]
+
+
+def get_factory(proxy: Proxy[T]) -> Factory[T]:
+    """Return the factory of ``proxy`` without resolving it."""
+    return _oga(_check(proxy), '__proxy_factory__')  # type: ignore[no-any-return]
+
+
+def get_key(proxy: Proxy[Any]) -> str | None:
+    """Return the store key of a store-backed proxy, else ``None``; never resolves."""
+    factory = get_factory(proxy)
+    return factory.key if isinstance(factory, StoreFactory) else None
+
+
+def is_resolved(proxy: Proxy[Any]) -> bool:
+    """Return whether the proxy's factory has been called (never resolves)."""
+    try:
+        _oga(_check(proxy), '__proxy_target__')
+    except AttributeError:
+        return False
+    return True
+
+
+def resolve(proxy: Proxy[Any]) -> None:
+    """Resolve ``proxy`` now, if it is not resolved yet (errors surface here)."""
+    _target(_check(proxy))
+
+
+def resolve_async(proxy: Proxy[Any]) -> None:
+    """Start resolving ``proxy`` in the background so its first use does not wait.
+
+    The factory's work runs in a thread pool; the first use of the proxy then
+    waits only for what is left of it.
+    """
+    if not is_resolved(proxy):
+        get_factory(proxy).resolve_async()

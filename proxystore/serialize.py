@@ -1,0 +1,264 @@
+"""Turn objects into framed bytes and back, copying large buffers as little as possible.
+
+``bytes``, ``str`` and ``memoryview`` objects are stored as they are, with no
+pickling. Everything else goes through ``cloudpickle`` with pickle protocol 5
+and *out-of-band buffers*: the memory of numpy arrays, ``bytearray`` and other
+``PickleBuffer`` exporters is never copied into the pickle stream, it is
+handed to the backend as its own segment, and on the way back the arrays are
+rebuilt as views over the received buffer.
+
+Every payload is *framed*:
+
+============ =================================================================
+bytes        content
+============ =================================================================
+0..3         magic ``b'PXS\\x01'`` (the last byte is the format version)
+4            kind (bytes, str, memoryview, pickle)
+5            flags (bit 0: an HMAC tag follows the segments)
+6..7         reserved, zero
+8..11        number of segments ``n``
+12..12+8n    length of each segment (unsigned 64-bit, little-endian)
+then         CRC-32 of everything above and of the pickle stream
+then         zero padding to a multiple of 64, then each segment padded to 64
+last 32      the HMAC-SHA256 tag, when flag bit 0 is set
+============ =================================================================
+
+The lengths catch truncated or padded data, the magic catches foreign data
+and the CRC catches a damaged header or pickle stream, so bad input raises
+:class:`SerializationError` instead of crashing inside ``pickle``. The CRC does
+not cover raw buffer segments (array data) because checksumming hundreds of
+megabytes would cost more than moving them; a damaged array segment cannot
+execute code, and a store configured with a secret signs every byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import pickle
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import Any
+from typing import Union
+
+import cloudpickle
+
+from proxystore.exceptions import SerializationError
+from proxystore.exceptions import SignatureError
+
+__all__ = [
+    'Buffer',
+    'SerializationError',
+    'SignatureError',
+    'deserialize',
+    'serialize',
+    'serialize_parts',
+    'payload_size',
+]
+
+#: Any object exposing the buffer protocol as contiguous bytes.
+Buffer = Union[bytes, bytearray, memoryview]
+
+_MAGIC = b'PXS\x01'
+_HEADER = struct.Struct('<4sBBHI')
+_CRC = struct.Struct('<I')
+_ALIGN = 64
+_PAD = bytes(_ALIGN)
+_TAG_SIZE = 32
+_MAX_SEGMENTS = 1 << 20
+
+_KIND_BYTES = 0
+_KIND_STR = 1
+_KIND_MEMORYVIEW = 2
+_KIND_PICKLE = 3
+
+_FLAG_SIGNED = 0x01
+
+
+def _padding(size: int) -> int:
+    return -size % _ALIGN
+
+
+def _as_bytes_view(buf: Any) -> memoryview:
+    view = memoryview(buf)
+    if view.format != 'B' or view.ndim != 1:
+        view = view.cast('B') if view.c_contiguous else memoryview(view.tobytes())
+    return view
+
+
+def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
+    """Serialize ``obj`` into a list of buffers whose concatenation is the payload.
+
+    Large buffers of ``obj`` appear in the list as views of its own memory, so
+    a backend that can write a list (``writev``, a pipelined Redis command)
+    never makes a joined copy. Views are only valid while ``obj`` is unchanged.
+
+    Args:
+        obj: Any picklable object.
+        secret: When given, an HMAC-SHA256 tag over the whole payload is
+            appended, and :func:`deserialize` must be given the same secret.
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled.
+    """
+    segments: list[Buffer]
+    if type(obj) is bytes:
+        kind, segments = _KIND_BYTES, [obj]
+    elif type(obj) is str:
+        kind, segments = _KIND_STR, [obj.encode('utf-8', 'surrogatepass')]
+    elif type(obj) is memoryview:
+        kind, segments = _KIND_MEMORYVIEW, [_as_bytes_view(obj)]
+    else:
+        kind = _KIND_PICKLE
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        except Exception as e:
+            raise SerializationError(
+                f'Cannot serialize an object of type {type(obj).__qualname__}: {e}. '
+                'Objects holding locks, sockets, open files or other OS resources '
+                'cannot be pickled; pass the data they hold instead.',
+            ) from e
+        segments = [stream]
+        for buf in buffers:
+            try:
+                segments.append(buf.raw())
+            except BufferError:  # pragma: no cover - exporters give contiguous data
+                segments.append(memoryview(buf).tobytes())
+
+    flags = _FLAG_SIGNED if secret is not None else 0
+    lengths = [len(s) if isinstance(s, bytes) else memoryview(s).nbytes for s in segments]
+    prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + struct.pack(
+        f'<{len(segments)}Q',
+        *lengths,
+    )
+    crc = zlib.crc32(prefix)
+    if kind == _KIND_PICKLE:
+        crc = zlib.crc32(segments[0], crc)
+    header = prefix + _CRC.pack(crc)
+    header += _PAD[: _padding(len(header))]
+
+    parts: list[Buffer] = [header]
+    for segment, length in zip(segments, lengths):
+        if length:
+            parts.append(segment)
+        pad = _padding(length)
+        if pad:
+            parts.append(_PAD[:pad])
+    if secret is not None:
+        mac = hmac.new(secret, digestmod=hashlib.sha256)
+        for part in parts:
+            mac.update(part)
+        parts.append(mac.digest())
+    return parts
+
+
+def payload_size(parts: Sequence[Buffer]) -> int:
+    """Total number of bytes in a list of buffers returned by :func:`serialize_parts`."""
+    return sum(len(p) if isinstance(p, bytes) else memoryview(p).nbytes for p in parts)
+
+
+def serialize(obj: Any, *, secret: bytes | None = None) -> bytes:
+    """Serialize ``obj`` to one ``bytes`` object (see :func:`serialize_parts`).
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled.
+    """
+    return b''.join(serialize_parts(obj, secret=secret))
+
+
+def _corrupt(reason: str) -> SerializationError:
+    return SerializationError(
+        f'Cannot deserialize: {reason}. The data is not a complete ProxyStore '
+        'payload (truncated, damaged, or written by something else).',
+    )
+
+
+def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
+    """Rebuild the object serialized into ``data``.
+
+    Arrays and other out-of-band buffers become views of ``data``'s memory
+    (no copy), so they are writable exactly when ``data`` is (pass a
+    ``bytearray`` for writable arrays). ``bytes`` are returned as a copy, and
+    ``memoryview`` targets as a view of ``data``.
+
+    Args:
+        data: A payload from :func:`serialize` (any contiguous buffer).
+        secret: The secret the payload was signed with, if any. With a secret,
+            an unsigned or wrongly signed payload is refused before unpickling.
+
+    Raises:
+        SerializationError: ``data`` is empty, truncated, damaged or foreign,
+            or unpickling failed (for example a class that cannot be imported).
+        SignatureError: ``secret`` was given and the tag does not match.
+    """
+    try:
+        view = _as_bytes_view(data)
+    except TypeError as e:
+        raise SerializationError(
+            f'Cannot deserialize an object of type {type(data).__qualname__}: '
+            'expected bytes, bytearray or memoryview.',
+        ) from e
+    total = view.nbytes
+    if total < _HEADER.size:
+        raise _corrupt(f'only {total} bytes, shorter than a header')
+    magic, kind, flags, _, nseg = _HEADER.unpack_from(view)
+    if magic != _MAGIC:
+        if magic[:3] == _MAGIC[:3]:
+            raise _corrupt(f'format version {magic[3]} is not supported by this version')
+        raise _corrupt('missing ProxyStore header')
+    if kind > _KIND_PICKLE or nseg == 0 or nseg > _MAX_SEGMENTS:
+        raise _corrupt('invalid header')
+    table_end = _HEADER.size + 8 * nseg
+    if total < table_end + _CRC.size:
+        raise _corrupt(f'only {total} bytes, shorter than its own header')
+    lengths = struct.unpack_from(f'<{nseg}Q', view, _HEADER.size)
+    (expected_crc,) = _CRC.unpack_from(view, table_end)
+    offset = table_end + _CRC.size
+    offset += _padding(offset)
+    starts = []
+    for length in lengths:
+        starts.append(offset)
+        offset += length + _padding(length)
+    signed = bool(flags & _FLAG_SIGNED)
+    expected_total = offset + (_TAG_SIZE if signed else 0)
+    if total != expected_total:
+        raise _corrupt(f'{total} bytes where the header announces {expected_total}')
+
+    crc = zlib.crc32(view[:table_end])
+    if kind == _KIND_PICKLE:
+        crc = zlib.crc32(view[starts[0] : starts[0] + lengths[0]], crc)
+    if crc != expected_crc:
+        raise _corrupt('checksum mismatch')
+
+    if secret is not None:
+        if not signed:
+            raise SignatureError(
+                'Refusing to deserialize an unsigned payload: this store has a '
+                'secret, so every object it reads must be signed with it.',
+            )
+        tag = hmac.new(secret, view[:offset], hashlib.sha256).digest()
+        if not hmac.compare_digest(tag, view[offset:]):
+            raise SignatureError(
+                'Refusing to deserialize: the payload signature does not match. '
+                'The data was modified, or written with a different secret.',
+            )
+
+    segments = [view[s : s + n] for s, n in zip(starts, lengths)]
+    if kind == _KIND_BYTES:
+        return segments[0].tobytes()
+    if kind == _KIND_STR:
+        try:
+            return str(segments[0], 'utf-8', 'surrogatepass')
+        except UnicodeDecodeError as e:
+            raise _corrupt('invalid UTF-8 in a str payload') from e
+    if kind == _KIND_MEMORYVIEW:
+        return segments[0]
+    try:
+        return pickle.loads(segments[0], buffers=segments[1:])
+    except Exception as e:
+        raise SerializationError(
+            f'Cannot unpickle the object: {type(e).__name__}: {e}. If a module '
+            'or class is missing, make it importable in this process.',
+        ) from e

@@ -1,0 +1,506 @@
+"""The object-level store interface every backend shares: :class:`Store`.
+
+A :class:`Store` turns objects into framed bytes (:mod:`proxystore.serialize`),
+keeps a local LRU cache of deserialized objects, counts what it does
+(:class:`~proxystore.store.metrics.Metrics`) and makes proxies. A backend is a
+subclass that only moves bytes: it implements ``_put``, ``_get``, ``_exists``
+and ``_evict`` (plus ``_config`` to rebuild itself in another process and,
+optionally, batch and cleanup hooks). Backends translate their library's
+errors into :mod:`proxystore.exceptions`, so nothing above them sees a foreign
+exception type.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from abc import ABC
+from abc import abstractmethod
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import TypeVar
+
+from proxystore.exceptions import BatchSizeMismatchError
+from proxystore.exceptions import InvalidKeyError
+from proxystore.exceptions import KeyNotFoundError
+from proxystore.exceptions import SerializationError
+from proxystore.exceptions import StoreConfigError
+from proxystore.factory import StoreFactory
+from proxystore.proxy import Proxy
+from proxystore.serialize import Buffer
+from proxystore.serialize import deserialize
+from proxystore.serialize import payload_size
+from proxystore.serialize import serialize_parts
+from proxystore.store.cache import LRUCache
+from proxystore.store.metrics import Metrics
+from proxystore.utils import class_path
+from proxystore.utils import create_key
+
+__all__ = ['Store', 'SECRET_ENV']
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar('T')
+
+#: Environment variable holding the signing secret (see ``Store(secret=...)``).
+SECRET_ENV = 'PROXYSTORE_SECRET'
+
+_MISSING: Any = object()
+_MAX_KEY_LENGTH = 1024
+
+
+def check_key(key: Any) -> str:
+    """Return ``key`` if it is a valid key, else raise :class:`InvalidKeyError`.
+
+    Keys are non-empty strings of at most 1024 characters with no ``/``,
+    ``\\``, NUL, and no leading ``.``: every backend can then use them as file
+    names, and no key can point outside a file store's directory.
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(f'Keys must be str, got {type(key).__qualname__}.')
+    if not key or len(key) > _MAX_KEY_LENGTH:
+        raise InvalidKeyError(f'Keys must have 1 to {_MAX_KEY_LENGTH} characters, got {len(key)}.')
+    if key[0] == '.' or '/' in key or '\\' in key or '\x00' in key:
+        raise InvalidKeyError(
+            f'Invalid key {key!r}: keys may not start with "." or contain "/", "\\" or NUL.',
+        )
+    return key
+
+
+def _raw_kind(obj: Any, stores_objects: bool) -> str:
+    if isinstance(obj, str):
+        return 'str'
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return 'bytes'
+    if stores_objects:
+        return 'object'
+    raise SerializationError(
+        f'serialize=False needs bytes or str, got {type(obj).__qualname__}. '
+        'Pass serialize=True (the default) to store other objects.',
+    )
+
+
+class Store(ABC):
+    """A named key-value store for Python objects.
+
+    Args:
+        name: Name of the store; proxies find the store by this name in
+            other processes (see :func:`proxystore.store.init_store`).
+        cache_size: Number of deserialized objects kept in this process's
+            LRU cache (0 disables the cache).
+        secret: Sign every payload with this secret (HMAC-SHA256) and refuse
+            to deserialize payloads that are not signed with it. Defaults to
+            the ``PROXYSTORE_SECRET`` environment variable. The secret never
+            travels inside a proxy: workers read their own environment.
+        signed: ``None`` signs when a secret is available; ``True`` requires
+            one (set automatically when a store is rebuilt from a proxy of a
+            signed store, so a worker without the secret fails loudly).
+
+    Raises:
+        StoreConfigError: an argument is invalid (empty name, negative
+            ``cache_size``, ``signed=True`` without a secret).
+    """
+
+    #: Whether ``serialize=False`` may store arbitrary objects (in-process stores only).
+    stores_objects: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cache_size: int = 16,
+        secret: str | bytes | None = None,
+        signed: bool | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise StoreConfigError(f'A store name must be a non-empty str, got {name!r}.')
+        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
+            raise StoreConfigError(f'cache_size must be an int >= 0, got {cache_size!r}.')
+        if secret is None:
+            secret = os.environ.get(SECRET_ENV) or None
+        if isinstance(secret, str):
+            secret = secret.encode('utf-8')
+        if signed and secret is None:
+            raise StoreConfigError(
+                f'Store {name!r} signs its payloads but no secret is available here: '
+                f'set the {SECRET_ENV} environment variable (or pass secret=...).',
+            )
+        self._name = name
+        self._cache_size = cache_size
+        self._secret: bytes | None = secret if signed is not False else None
+        self._cache = LRUCache(cache_size)
+        self._metrics = Metrics()
+        from proxystore.store import registry
+
+        registry._track_instance(self)
+
+    # -- identity and configuration -------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The store's name."""
+        return self._name
+
+    @property
+    def cache_size(self) -> int:
+        """Capacity of the local object cache."""
+        return self._cache_size
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this store with ``type(self)(name, **config)``.
+
+        Secrets are never included; ``signed=True`` is, so a rebuilt store
+        insists on finding the secret in its own environment.
+        """
+        config: dict[str, Any] = {'cache_size': self._cache_size}
+        if self._secret is not None:
+            config['signed'] = True
+        config.update(self._config())
+        return config
+
+    @classmethod
+    def from_config(cls: type[T], name: str, config: dict[str, Any]) -> T:
+        """Rebuild a store from :meth:`config` output."""
+        return cls(name, **config)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name={self._name!r})'
+
+    # -- objects ---------------------------------------------------------
+
+    def create_key(self, obj: Any) -> str:
+        """Return a new unique key for ``obj``."""
+        return create_key(obj)
+
+    def _encode(self, obj: Any, serialize: bool) -> list[Any]:
+        if serialize:
+            return serialize_parts(obj, secret=self._secret)
+        kind = _raw_kind(obj, self.stores_objects)
+        if kind == 'str':
+            return [obj.encode('utf-8')]
+        if kind == 'object':
+            return [_Object(obj)]
+        return [obj]
+
+    def _decode(self, data: Any, deserialize_: bool) -> Any:
+        if deserialize_:
+            return deserialize(data, secret=self._secret)
+        if isinstance(data, (bytearray, memoryview)):
+            return bytes(data)
+        return data
+
+    def set(self, obj: Any, *, key: str | None = None, serialize: bool = True) -> str:
+        """Store ``obj`` and return its key (a new one unless ``key`` is given).
+
+        Setting an existing key overwrites it. The object is not put in the
+        local cache; a cached older value of ``key`` is dropped.
+
+        Raises:
+            SerializationError: ``obj`` cannot be serialized.
+            InvalidKeyError: ``key`` is not a valid key.
+        """
+        key = self.create_key(obj) if key is None else check_key(key)
+        parts = self._encode(obj, serialize)
+        with self._metrics.timer('set') as timing:
+            self._put(key, parts)
+            timing.nbytes = _size(parts)
+        self._cache.evict(key)
+        return key
+
+    def set_batch(
+        self,
+        objs: Iterable[Any],
+        *,
+        keys: Sequence[str] | None = None,
+        serialize: bool = True,
+    ) -> list[str]:
+        """Store many objects at once (one round trip where the backend allows).
+
+        Raises:
+            BatchSizeMismatchError: ``keys`` and ``objs`` differ in length.
+        """
+        objs = list(objs)
+        if keys is None:
+            keys = [self.create_key(obj) for obj in objs]
+        else:
+            keys = [check_key(k) for k in keys]
+            if len(keys) != len(objs):
+                raise BatchSizeMismatchError(
+                    f'set_batch got {len(objs)} objects but {len(keys)} keys.',
+                )
+        items = [(key, self._encode(obj, serialize)) for key, obj in zip(keys, objs)]
+        with self._metrics.timer('set', count=len(items)) as timing:
+            self._put_batch(items)
+            timing.nbytes = sum(_size(parts) for _, parts in items)
+        for key in keys:
+            self._cache.evict(key)
+        return keys
+
+    def get(
+        self,
+        key: str,
+        *,
+        strict: bool = False,
+        default: Any = None,
+        deserialize: bool = True,
+    ) -> Any:
+        """Return the object stored under ``key``, or ``default`` if there is none.
+
+        Args:
+            key: The key.
+            strict: Skip the local cache and read the store, so a value that
+                another client overwrote is never returned stale.
+            default: Returned when the key does not exist.
+            deserialize: ``False`` returns the stored bytes as they are.
+        """
+        check_key(key)
+        if deserialize and not strict:
+            cached = self._cache.get(key, _MISSING)
+            if cached is not _MISSING:
+                self._metrics.increment('cache_hits')
+                return cached
+            self._metrics.increment('cache_misses')
+        with self._metrics.timer('get') as timing:
+            data = self._get(key)
+            if data is None:
+                return default
+            timing.nbytes = _size([data]) if not isinstance(data, _Object) else 0
+        obj = self._decode(data.obj if isinstance(data, _Object) else data, deserialize)
+        if deserialize:
+            self._cache.set(key, obj)
+        return obj
+
+    def get_batch(self, keys: Sequence[str], *, strict: bool = False, default: Any = None) -> list[Any]:
+        """Return the objects of many keys (``default`` for missing ones)."""
+        keys = [check_key(k) for k in keys]
+        results: list[Any] = [_MISSING] * len(keys)
+        todo = []
+        for i, key in enumerate(keys):
+            cached = _MISSING if strict else self._cache.get(key, _MISSING)
+            if cached is _MISSING:
+                todo.append(i)
+            else:
+                results[i] = cached
+        if todo:
+            with self._metrics.timer('get', count=len(todo)) as timing:
+                datas = self._get_batch([keys[i] for i in todo])
+                timing.nbytes = sum(_size([d]) for d in datas if d is not None and not isinstance(d, _Object))
+            for i, data in zip(todo, datas):
+                if data is None:
+                    results[i] = default
+                    continue
+                obj = self._decode(data.obj if isinstance(data, _Object) else data, True)
+                self._cache.set(keys[i], obj)
+                results[i] = obj
+        return results
+
+    def exists(self, key: str) -> bool:
+        """Return whether ``key`` exists in the store (the cache is not consulted)."""
+        check_key(key)
+        with self._metrics.timer('exists'):
+            return self._exists(key)
+
+    def evict(self, key: str) -> None:
+        """Delete ``key`` from the store and the local cache (a missing key is fine)."""
+        check_key(key)
+        self._cache.evict(key)
+        with self._metrics.timer('evict'):
+            self._evict(key)
+
+    def is_cached(self, key: str, *, strict: bool = False) -> bool:
+        """Return whether ``key``'s object is in the local cache.
+
+        With ``strict=True`` the key must also still exist in the store.
+        """
+        check_key(key)
+        if not self._cache.exists(key):
+            return False
+        return self._exists(key) if strict else True
+
+    # -- proxies ---------------------------------------------------------
+
+    def proxy(
+        self,
+        obj: Any = _MISSING,
+        *,
+        key: str | None = None,
+        factory: type[StoreFactory[Any]] = StoreFactory,
+        evict: bool = False,
+        serialize: bool = True,
+        strict: bool = False,
+        resolved: bool = False,
+    ) -> Proxy[Any]:
+        """Store ``obj`` (unless only ``key`` is given) and return a proxy of it.
+
+        Args:
+            obj: Object to store. Omit it to proxy an existing ``key``.
+            key: Key to store ``obj`` under, or the existing key to proxy.
+            factory: :class:`StoreFactory` subclass that the proxy carries.
+            evict: Delete the object from the store once the proxy resolves.
+            serialize: ``False`` stores ``bytes``/``str`` as given.
+            strict: The proxy bypasses caches and reads the newest value.
+            resolved: Return a proxy already resolved to ``obj`` in this
+                process (no fetch here; other processes still resolve lazily).
+
+        Raises:
+            KeyNotFoundError: only ``key`` was given and it does not exist.
+        """
+        start = time.perf_counter()
+        if obj is _MISSING:
+            if key is None:
+                raise StoreConfigError('proxy() needs an object or the key of an existing object.')
+            if not self.exists(key):
+                raise KeyNotFoundError(self._name, key, 'proxy(key=...) needs an existing key.')
+            options: dict[str, Any] = {}
+        else:
+            raw = None if serialize else _raw_kind(obj, self.stores_objects)
+            key = self.set(obj, key=key, serialize=serialize)
+            options = {'raw': raw, 'target_type': class_path(type(obj))}
+        proxy = self._make_proxy(factory, key, evict=evict, strict=strict, **options)
+        if resolved and obj is not _MISSING:
+            object.__setattr__(proxy, '__proxy_target__', obj)
+        self._metrics.record('proxy', seconds=time.perf_counter() - start)
+        return proxy
+
+    def proxy_batch(
+        self,
+        objs: Iterable[Any] | None = None,
+        *,
+        keys: Sequence[str] | None = None,
+        factory: type[StoreFactory[Any]] = StoreFactory,
+        evict: bool = False,
+        serialize: bool = True,
+        strict: bool = False,
+    ) -> list[Proxy[Any]]:
+        """Store many objects in one batch and return a proxy of each.
+
+        With ``objs=None``, proxy the existing ``keys`` instead.
+
+        Raises:
+            KeyNotFoundError: ``objs`` is None and a key does not exist.
+        """
+        start = time.perf_counter()
+        if objs is None:
+            if keys is None:
+                raise StoreConfigError('proxy_batch() needs objects or existing keys.')
+            keys = list(keys)
+            for key in keys:
+                if not self.exists(key):
+                    raise KeyNotFoundError(self._name, key, 'proxy_batch(keys=...) needs existing keys.')
+            options: list[dict[str, Any]] = [{} for _ in keys]
+        else:
+            objs = list(objs)
+            raws = [None if serialize else _raw_kind(o, self.stores_objects) for o in objs]
+            keys = self.set_batch(objs, keys=keys, serialize=serialize)
+            options = [
+                {'raw': raw, 'target_type': class_path(type(o))} for raw, o in zip(raws, objs)
+            ]
+        proxies = [
+            self._make_proxy(factory, key, evict=evict, strict=strict, **opts)
+            for key, opts in zip(keys, options)
+        ]
+        self._metrics.record('proxy', count=len(proxies), seconds=time.perf_counter() - start)
+        return proxies
+
+    def _make_proxy(self, factory: type[StoreFactory[Any]], key: str, **options: Any) -> Proxy[Any]:
+        return Proxy(factory.for_store(self, key, **options))
+
+    def _resolve(self, key: str, *, raw: str | None, strict: bool, evict: bool) -> Any:
+        """Fetch ``key`` for a proxy: like :meth:`get`, but a missing key is an error."""
+        start = time.perf_counter()
+        obj = self.get(key, strict=strict, default=_MISSING, deserialize=raw is None)
+        if obj is _MISSING:
+            raise KeyNotFoundError(
+                self._name,
+                key,
+                'It may have been evicted (a proxy made with evict=True resolves once), '
+                'the store may have been cleaned up, or the proxy belongs to another store.',
+            )
+        if raw == 'str' and isinstance(obj, bytes):
+            obj = obj.decode('utf-8')
+        if evict:
+            self.evict(key)
+        self._metrics.record('resolve', seconds=time.perf_counter() - start)
+        return obj
+
+    # -- lifetime and metrics ------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """Counts, bytes and seconds of each operation, and cache hits/misses."""
+        return self._metrics.as_dict()
+
+    def reset_metrics(self) -> None:
+        """Zero every metric."""
+        self._metrics.reset()
+
+    def close(self) -> None:
+        """Release connections and handles; stored data is kept."""
+        self._close()
+
+    def cleanup(self) -> None:
+        """Clear the local cache and release resources (see each backend for data)."""
+        self._cache.clear()
+        self._cleanup()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- byte-level interface implemented by backends -------------------------
+
+    @abstractmethod
+    def _put(self, key: str, parts: Sequence[Buffer]) -> None:
+        """Atomically write the concatenation of ``parts`` under ``key``."""
+
+    @abstractmethod
+    def _get(self, key: str) -> Buffer | None:
+        """Return the bytes under ``key`` (writable where cheap), or ``None``."""
+
+    @abstractmethod
+    def _exists(self, key: str) -> bool:
+        """Return whether ``key`` exists."""
+
+    @abstractmethod
+    def _evict(self, key: str) -> None:
+        """Delete ``key``; a missing key is not an error."""
+
+    def _put_batch(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
+        """Write many keys; backends override this to use one round trip."""
+        for key, parts in items:
+            self._put(key, parts)
+
+    def _get_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
+        """Read many keys; backends override this to use one round trip."""
+        return [self._get(key) for key in keys]
+
+    def _config(self) -> dict[str, Any]:
+        """Backend-specific constructor arguments (see :meth:`config`)."""
+        return {}
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release backend resources (connections, handles)."""
+
+    def _cleanup(self) -> None:
+        """Release backend resources; backends document what happens to data."""
+        self._close()
+
+
+class _Object:
+    """Marks a value that an in-process store holds as an object, not bytes."""
+
+    __slots__ = ('obj',)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+
+def _size(parts: Sequence[Any]) -> int:
+    try:
+        return payload_size(parts)
+    except TypeError:
+        return 0

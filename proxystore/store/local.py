@@ -1,0 +1,68 @@
+"""An in-process store: objects live in this process's memory.
+
+Use it for tests, for threads sharing data (Parsl's ``ThreadPoolExecutor``),
+or to proxy objects within one process. A proxy of a :class:`LocalStore`
+cannot be resolved by another process: there the store is rebuilt empty, and
+resolving raises :class:`~proxystore.exceptions.KeyNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from proxystore.serialize import Buffer
+from proxystore.store.base import Store
+from proxystore.store.base import _Object
+
+__all__ = ['LocalStore']
+
+
+class LocalStore(Store):
+    """Store objects in a dictionary of this process.
+
+    Serialized objects are kept as a private copy of their bytes, so changing
+    an object after ``set`` does not change what ``get`` returns. With
+    ``serialize=False`` the object itself is kept (no copy, no pickling).
+
+    Args:
+        name: Name of the store.
+        cache_size: Size of the local object cache (0 disables it).
+        kwargs: Signing options of :class:`~proxystore.store.base.Store`.
+    """
+
+    stores_objects = True
+
+    def __init__(self, name: str, *, cache_size: int = 16, **kwargs: Any) -> None:
+        super().__init__(name, cache_size=cache_size, **kwargs)
+        self._data: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _put(self, key: str, parts: Sequence[Buffer]) -> None:
+        value: Any
+        if len(parts) == 1 and isinstance(parts[0], _Object):
+            value = parts[0]
+        else:
+            value = b''.join(parts)
+        with self._lock:
+            self._data[key] = value
+
+    def _get(self, key: str) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+        # A private writable copy: arrays rebuilt over it may be changed freely.
+        return bytearray(value) if isinstance(value, bytes) else value
+
+    def _exists(self, key: str) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def _evict(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def _cleanup(self) -> None:
+        """Delete every object."""
+        with self._lock:
+            self._data.clear()

@@ -1,0 +1,107 @@
+"""Shared fixtures: real stores of every backend, each on private resources.
+
+Every xdist worker starts its own ``redis-server`` on a free loopback port
+(pytest-redis), and file stores live in per-test temporary directories, so
+the suite runs in parallel with no fixed ports or shared paths.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pytest_redis import factories
+
+import proxystore as ps
+from proxystore.store import registry
+from proxystore.store.base import Store
+from proxystore.store.file import FileStore
+from proxystore.store.local import LocalStore
+
+# Parsl's HighThroughputExecutor starts process_worker_pool.py from PATH: make
+# this interpreter's bin/ visible even when the virtual environment is not
+# activated (the README runs `.venv/bin/python -m pytest`).
+_BIN = os.path.dirname(sys.executable)
+if _BIN not in os.environ.get('PATH', '').split(os.pathsep):
+    os.environ['PATH'] = _BIN + os.pathsep + os.environ.get('PATH', '')
+
+REDIS_SERVER = shutil.which('redis-server')
+
+redis_server = factories.redis_proc(
+    executable=REDIS_SERVER or '/usr/bin/redis-server',
+    host='127.0.0.1',
+    port=None,
+)
+
+
+@pytest.fixture(scope='session')
+def redis_address(request: pytest.FixtureRequest) -> tuple[str, int]:
+    """(host, port) of a real redis-server private to this xdist worker."""
+    if REDIS_SERVER is None:
+        if os.environ.get('CI'):
+            pytest.fail('redis-server is not installed; .ci/run must install it.')
+        pytest.skip('redis-server is not installed')
+    proc = request.getfixturevalue('redis_server')
+    return proc.host, int(proc.port)
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry() -> Iterator[None]:
+    """Each test starts with an empty store registry."""
+    yield
+    for name in list(registry._stores):
+        registry.unregister_store(name)
+
+
+def _make_store(kind: str, name: str, request: pytest.FixtureRequest, **kwargs: Any) -> Store:
+    if kind == 'local':
+        return LocalStore(name, **kwargs)
+    if kind == 'file':
+        tmp = request.getfixturevalue('tmp_path')
+        return FileStore(name, store_dir=tmp / 'store', **kwargs)
+    if kind == 'redis':
+        from proxystore.store.redis import RedisStore
+
+        host, port = request.getfixturevalue('redis_address')
+        return RedisStore(name, hostname=host, port=port, **kwargs)
+    raise AssertionError(kind)
+
+
+STORE_KINDS = ['local', 'file', 'redis']
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A registered store of each backend (the contract suite runs on all)."""
+    s = _make_store(request.param, f'{request.param}-{os.urandom(4).hex()}', request)
+    ps.store.register_store(s)
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture(params=['file', 'redis'])
+def shared_store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A store whose objects other processes can read."""
+    s = _make_store(request.param, f'{request.param}-{os.urandom(4).hex()}', request)
+    ps.store.register_store(s)
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture
+def store_factory(request: pytest.FixtureRequest) -> Any:
+    """Build an extra store of a given kind: ``store_factory('file', cache_size=0)``."""
+    made: list[Store] = []
+
+    def make(kind: str, **kwargs: Any) -> Store:
+        s = _make_store(kind, f'{kind}-{os.urandom(4).hex()}', request, **kwargs)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.cleanup()

@@ -1,0 +1,270 @@
+"""The contract every store passes: the same suite for each backend."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+import proxystore as ps
+from proxystore.exceptions import BatchSizeMismatchError
+from proxystore.exceptions import InvalidKeyError
+from proxystore.exceptions import KeyNotFoundError
+from proxystore.exceptions import SerializationError
+from proxystore.exceptions import StoreConfigError
+from proxystore.proxy import Proxy
+from proxystore.proxy import get_key
+from proxystore.proxy import is_resolved
+from proxystore.store.base import Store
+
+OBJECTS = [
+    b'bytes',
+    'str',
+    12,
+    [1, 2, 3],
+    {'nested': {'a': [1.5, None]}},
+    np.arange(100, dtype=np.int64),
+    np.zeros((0,)),
+]
+
+
+@pytest.mark.parametrize('obj', OBJECTS, ids=lambda o: type(o).__name__)
+def test_set_get_roundtrip(store: Store, obj: Any) -> None:
+    key = store.set(obj)
+    assert isinstance(key, str) and key
+    assert store.exists(key)
+    out = store.get(key)
+    assert type(out) is type(obj)
+    assert np.array_equal(out, obj) if isinstance(obj, np.ndarray) else out == obj
+
+
+def test_get_missing_returns_default(store: Store) -> None:
+    assert store.get('missing') is None
+    assert store.get('missing', default='d') == 'd'
+    assert not store.exists('missing')
+
+
+def test_set_with_key_and_overwrite(store: Store) -> None:
+    assert store.set('v1', key='fixed') == 'fixed'
+    assert store.get('fixed') == 'v1'
+    store.set('v2', key='fixed')
+    assert store.get('fixed') == 'v2'  # set drops the stale cache entry
+
+
+def test_evict(store: Store) -> None:
+    key = store.set([1])
+    store.get(key)
+    assert store.is_cached(key)
+    store.evict(key)
+    assert not store.exists(key)
+    assert not store.is_cached(key)
+    assert store.get(key) is None
+    store.evict(key)  # evicting a missing key is fine
+
+
+def test_set_does_not_cache_get_does(store: Store) -> None:
+    key = store.set({'a': 1})
+    assert not store.is_cached(key)
+    first = store.get(key)
+    assert store.is_cached(key) and store.is_cached(key, strict=True)
+    assert store.get(key) is first  # served from the cache
+    assert store.metrics()['cache_hits'] == 1
+
+
+def test_strict_get_sees_overwrites_by_other_clients(store: Store, store_factory: Any) -> None:
+    if store.stores_objects:
+        pytest.skip('in-process store: no other client can share its data')
+    other = type(store).from_config(store.name, store.config())
+    key = store.set('old')
+    assert store.get(key) == 'old'
+    other.set('new', key=key)
+    assert store.get(key) == 'old'  # a non-strict get may be stale
+    assert store.get(key, strict=True) == 'new'
+    assert store.get(key) == 'new'  # strict refreshed the cache
+
+
+def test_cache_size_zero_disables_cache(store: Store) -> None:
+    s = type(store).from_config(store.name + '-nocache', {**store.config(), 'cache_size': 0})
+    key = s.set([1])
+    s.get(key)
+    assert not s.is_cached(key)
+    s.cleanup() if s.stores_objects else None
+
+
+def test_negative_cache_size(store: Store) -> None:
+    with pytest.raises(StoreConfigError) as info:
+        type(store).from_config('bad', {**store.config(), 'cache_size': -1})
+    assert isinstance(info.value, ValueError)
+
+
+def test_lru_eviction(store: Store) -> None:
+    s = type(store).from_config(store.name, {**store.config(), 'cache_size': 2})
+    keys = [s.set(i) for i in range(3)]
+    for key in keys:
+        s.get(key)
+    assert [s.is_cached(k) for k in keys] == [False, True, True]
+
+
+def test_batch_operations(store: Store) -> None:
+    objs = [1, 'two', [3], np.ones(4)]
+    keys = store.set_batch(objs)
+    assert len(keys) == 4 and len(set(keys)) == 4
+    out = store.get_batch([*keys, 'missing'], default='d')
+    assert out[:3] == [1, 'two', [3]] and np.array_equal(out[3], np.ones(4)) and out[4] == 'd'
+    assert store.set_batch(['a', 'b'], keys=['k1', 'k2']) == ['k1', 'k2']
+    assert store.get('k2') == 'b'
+    with pytest.raises(BatchSizeMismatchError) as info:
+        store.set_batch([1, 2], keys=['only-one'])
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize('key', ['', '../escape', 'a/b', '.hidden', 'x\x00y', 5])
+def test_invalid_keys(store: Store, key: Any) -> None:
+    with pytest.raises(InvalidKeyError):
+        store.set('x', key=key)
+    if isinstance(key, str):
+        with pytest.raises(InvalidKeyError):
+            store.get(key)
+
+
+def test_unpicklable_object(store: Store) -> None:
+    with pytest.raises(SerializationError, match='lock'):
+        store.set(threading.Lock())
+    with pytest.raises(SerializationError):
+        store.proxy({'lock': threading.Lock()})
+
+
+def test_proxy_resolves_lazily(store: Store) -> None:
+    data = np.arange(1000)
+    p = store.proxy(data)
+    assert isinstance(p, Proxy) and not is_resolved(p)
+    key = get_key(p)
+    assert key is not None and store.exists(key)
+    assert np.array_equal(p, data)
+    assert is_resolved(p)
+    metrics = store.metrics()
+    assert metrics['proxy']['count'] == 1 and metrics['resolve']['count'] == 1
+
+
+def test_proxy_roundtrip_through_pickle(store: Store) -> None:
+    p = store.proxy({'a': 1})
+    q = pickle.loads(pickle.dumps(p))
+    assert not is_resolved(q)
+    assert q == {'a': 1}
+
+
+def test_proxy_evict(store: Store) -> None:
+    p = store.proxy([1, 2], evict=True)
+    key = get_key(p)
+    assert key is not None and store.exists(key)
+    assert p == [1, 2]
+    assert not store.exists(key)
+
+
+def test_proxy_of_existing_key(store: Store) -> None:
+    key = store.set('value')
+    assert store.proxy(key=key) == 'value'
+    with pytest.raises(KeyNotFoundError) as info:
+        store.proxy(key='missing')
+    assert isinstance(info.value, ValueError)
+    assert 'missing' in str(info.value) and store.name in str(info.value)
+
+
+def test_proxy_of_evicted_key_names_store_and_key(store: Store) -> None:
+    p = store.proxy([1])
+    key = get_key(p)
+    assert key is not None
+    store.evict(key)
+    with pytest.raises(KeyNotFoundError) as info:
+        len(p)
+    assert key in str(info.value) and repr(store.name) in str(info.value)
+
+
+def test_proxy_strict_sees_newest(store: Store) -> None:
+    key = store.set('old')
+    store.get(key)  # cache 'old'
+    store.set('new', key=key) if store.stores_objects else type(store).from_config(
+        store.name, store.config()
+    ).set('new', key=key)
+    assert store.proxy(key=key, strict=True) == 'new'
+
+
+def test_proxy_resolved_skips_fetch(store: Store) -> None:
+    data = [1, 2, 3]
+    p = store.proxy(data, resolved=True)
+    assert is_resolved(p) and ps.proxy.extract(p) is data
+    assert store.metrics()['get']['count'] == 0
+    q = pickle.loads(pickle.dumps(p))
+    assert not is_resolved(q) and q == data
+
+
+def test_proxy_batch(store: Store) -> None:
+    proxies = store.proxy_batch([1, 'a', [2]])
+    assert [p == o for p, o in zip(proxies, [1, 'a', [2]])] == [True] * 3
+    keys = [get_key(p) for p in proxies]
+    again = store.proxy_batch(keys=keys)  # type: ignore[arg-type]
+    assert again[1] == 'a'
+
+
+@pytest.mark.parametrize('obj', [b'raw bytes', 'raw str'])
+def test_serialize_false(store: Store, obj: Any) -> None:
+    p = store.proxy(obj, serialize=False)
+    assert p == obj and type(ps.proxy.extract(p)) is type(obj)
+    key = store.set(obj, serialize=False)
+    assert store.get(key, deserialize=False) == (obj if isinstance(obj, bytes) else obj.encode())
+
+
+def test_serialize_false_needs_bytes_or_str(store: Store) -> None:
+    if store.stores_objects:
+        data = {'a': 1}
+        p = store.proxy(data, serialize=False)
+        assert ps.proxy.extract(p) is data  # kept as the object itself
+    else:
+        with pytest.raises(SerializationError, match='serialize=False'):
+            store.proxy({'a': 1}, serialize=False)
+
+
+def test_metrics(store: Store) -> None:
+    key = store.set(b'x' * 1000)
+    store.get(key)
+    store.exists(key)
+    store.evict(key)
+    m = store.metrics()
+    assert m['set']['count'] == 1 and m['set']['bytes'] >= 1000
+    assert m['get']['count'] == 1 and m['get']['bytes'] >= 1000
+    assert m['exists']['count'] == 1 and m['evict']['count'] == 1
+    assert all(m[op]['seconds'] >= 0 for op in ('set', 'get'))
+    store.reset_metrics()
+    assert store.metrics()['set']['count'] == 0
+
+
+def test_config_rebuilds_equivalent_store(store: Store) -> None:
+    clone = type(store).from_config(store.name, store.config())
+    assert clone.config() == store.config()
+    if not store.stores_objects:
+        key = store.set('shared')
+        assert clone.get(key) == 'shared'
+
+
+def test_threads_share_one_store(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(50):
+                key = store.set((i, j))
+                assert store.get(key) == (i, j)
+                store.evict(key)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store.metrics()['set']['count'] == 400

@@ -1,0 +1,152 @@
+"""Serialization: fast paths, zero-copy buffers, framing and corruption."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from proxystore.exceptions import SerializationError
+from proxystore.exceptions import SignatureError
+from proxystore.serialize import deserialize
+from proxystore.serialize import payload_size
+from proxystore.serialize import serialize
+from proxystore.serialize import serialize_parts
+
+
+class UserClass:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UserClass) and self.value == other.value
+
+
+@pytest.mark.parametrize(
+    'obj',
+    [b'', b'bytes', '', 'str \u2603 \ud800', 0, None, [1, 'a', None], {'k': (1, 2)},
+     bytearray(b'abc'), UserClass([1, 2])],
+    ids=repr,
+)
+def test_roundtrip(obj: Any) -> None:
+    assert deserialize(serialize(obj)) == obj
+    assert type(deserialize(serialize(obj))) is type(obj)
+
+
+def test_bytes_and_str_are_not_pickled() -> None:
+    data = b'x' * 1000
+    parts = serialize_parts(data)
+    assert any(p is data for p in parts)  # the very object, no copy
+    payload = serialize('text')
+    assert b'text' in payload and len(payload) <= 128
+
+
+def test_lambda_via_cloudpickle() -> None:
+    factor = 3
+    f = deserialize(serialize(lambda x: x * factor))
+    assert f(2) == 6
+
+
+def test_memoryview_roundtrip_is_view() -> None:
+    data = bytearray(b'0123456789')
+    out = deserialize(bytearray(serialize(memoryview(data)[2:5])))
+    assert isinstance(out, memoryview) and out.tobytes() == b'234'
+
+
+@pytest.mark.parametrize(
+    'array',
+    [
+        np.arange(1000, dtype=np.float64),
+        np.arange(12).reshape(3, 4)[:, ::2],  # non-contiguous
+        np.asfortranarray(np.arange(12).reshape(3, 4)),
+        np.zeros((0, 5)),
+        np.array([{'a': 1}, None, 'x'], dtype=object),
+        np.arange(10, dtype='>i4'),
+    ],
+    ids=['float', 'noncontiguous', 'fortran', 'empty', 'object', 'bigendian'],
+)
+def test_numpy_arrays(array: np.ndarray) -> None:
+    out = deserialize(bytearray(serialize(array)))
+    assert out.dtype == array.dtype and out.shape == array.shape
+    if array.dtype == object:
+        assert out.tolist() == array.tolist()
+    else:
+        assert np.array_equal(out, array)
+
+
+def test_arrays_are_out_of_band_and_zero_copy() -> None:
+    array = np.arange(1 << 16, dtype=np.uint8)
+    parts = serialize_parts(array)
+    assert any(
+        isinstance(p, memoryview) and np.shares_memory(np.frombuffer(p, np.uint8), array)
+        for p in parts
+    )
+    buffer = bytearray(b''.join(parts))
+    out = deserialize(buffer)
+    assert np.shares_memory(out, np.frombuffer(buffer, np.uint8))
+    assert out.flags.writeable
+    out[0] = 99  # writable because the buffer is
+    base = np.frombuffer(buffer, np.uint8).ctypes.data
+    assert (out.ctypes.data - base) % 64 == 0  # segments are 64-byte aligned in the payload
+    assert payload_size(parts) == len(buffer)
+
+
+def test_read_only_input_gives_read_only_arrays() -> None:
+    out = deserialize(serialize(np.arange(10)))
+    assert not out.flags.writeable
+
+
+def test_unpicklable_object() -> None:
+    with pytest.raises(SerializationError, match='lock'):
+        serialize(threading.Lock())
+    with pytest.raises(SerializationError):
+        serialize({'nested': [threading.Lock()]})
+
+
+@pytest.mark.parametrize('data', [b'', b'\x00', b'not a payload at all', pickle.dumps([1, 2])])
+def test_foreign_data(data: bytes) -> None:
+    with pytest.raises(SerializationError):
+        deserialize(data)
+
+
+def test_truncated_and_extended() -> None:
+    payload = serialize({'a': list(range(100))})
+    for cut in (1, 10, len(payload) // 2, len(payload) - 1):
+        with pytest.raises(SerializationError, match='Cannot deserialize'):
+            deserialize(payload[:cut])
+    with pytest.raises(SerializationError):
+        deserialize(payload + b'\x00')
+
+
+def test_corrupt_pickle_stream_detected_by_checksum() -> None:
+    payload = bytearray(serialize({'a': list(range(100))}))
+    payload[100] ^= 0xFF
+    with pytest.raises(SerializationError, match='checksum'):
+        deserialize(payload)
+
+
+def test_wrong_type_input() -> None:
+    with pytest.raises(SerializationError):
+        deserialize(12345)  # type: ignore[arg-type]
+
+
+def test_value_errors_for_v03_compatibility() -> None:
+    with pytest.raises(ValueError):
+        deserialize(b'garbage bytes here')
+
+
+def test_signed_payloads() -> None:
+    payload = serialize([1, 2, 3], secret=b'k1')
+    assert deserialize(payload, secret=b'k1') == [1, 2, 3]
+    assert deserialize(payload) == [1, 2, 3]  # readers without a secret do not verify
+    with pytest.raises(SignatureError):
+        deserialize(payload, secret=b'k2')
+    with pytest.raises(SignatureError, match='unsigned'):
+        deserialize(serialize([1]), secret=b'k1')
+    tampered = bytearray(payload)
+    tampered[-40] ^= 1
+    with pytest.raises(SerializationError):
+        deserialize(tampered, secret=b'k1')

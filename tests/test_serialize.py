@@ -24,6 +24,9 @@ class UserClass:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, UserClass) and self.value == other.value
 
+    def __repr__(self) -> str:
+        return f'UserClass({self.value!r})'
+
 
 @pytest.mark.parametrize(
     'obj',

@@ -78,7 +78,8 @@ class FileStore(Store):
         file_mode: Permission bits of object files (default ``0o600``).
         fsync: Flush each object to the device before publishing it, so it
             survives a machine crash (slower; not needed for process crashes).
-        kwargs: Signing options of :class:`~proxystore.store.base.Store`.
+        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
+        signed: Require signing (see :class:`~proxystore.store.base.Store`).
 
     Raises:
         StoreConfigError: ``store_dir`` cannot be created or is not a writable directory.
@@ -92,9 +93,10 @@ class FileStore(Store):
         cache_size: int = 16,
         file_mode: int = 0o600,
         fsync: bool = False,
-        **kwargs: Any,
+        secret: str | bytes | None = None,
+        signed: bool | None = None,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, **kwargs)
+        super().__init__(name, cache_size=cache_size, secret=secret, signed=signed)
         self.store_dir = os.path.abspath(os.fspath(store_dir))
         self._file_mode = file_mode
         self._fsync = fsync
@@ -123,17 +125,13 @@ class FileStore(Store):
 
     def _io_error(self, e: OSError, action: str, key: str) -> StoreIOError:
         where = f'{action} key {key!r} of FileStore {self.name!r} in {self.store_dir!r}'
-        error: StoreIOError
         if e.errno in _FULL_ERRNOS:
-            error = StoreFullError(
+            return StoreFullError(
+                e.errno,
                 f'No space left to {where}; nothing was written. Free space or '
                 'use a store_dir on a larger file system.',
             )
-        else:
-            error = StoreIOError(f'Cannot {where}: {e.strerror or e}.')
-        error.errno = e.errno
-        error.filename = e.filename
-        return error
+        return StoreIOError(e.errno, f'Cannot {where}: {e.strerror or e}.')
 
     def _put(self, key: str, parts: Sequence[Buffer]) -> None:
         path = self._path(key)

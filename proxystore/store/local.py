@@ -29,13 +29,21 @@ class LocalStore(Store):
     Args:
         name: Name of the store.
         cache_size: Size of the local object cache (0 disables it).
-        kwargs: Signing options of :class:`~proxystore.store.base.Store`.
+        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
+        signed: Require signing (see :class:`~proxystore.store.base.Store`).
     """
 
     stores_objects = True
 
-    def __init__(self, name: str, *, cache_size: int = 16, **kwargs: Any) -> None:
-        super().__init__(name, cache_size=cache_size, **kwargs)
+    def __init__(
+        self,
+        name: str,
+        *,
+        cache_size: int = 16,
+        secret: str | bytes | None = None,
+        signed: bool | None = None,
+    ) -> None:
+        super().__init__(name, cache_size=cache_size, secret=secret, signed=signed)
         self._data: dict[str, Any] = {}
         self._lock = threading.Lock()
 

@@ -78,7 +78,8 @@ class RedisStore(Store):
         redis_kwargs: Extra keyword arguments for ``redis.Redis`` (TLS
             options such as ``ssl=True``, ``ssl_ca_certs=...``); they travel
             inside proxies, so put no secrets here.
-        kwargs: Signing options of :class:`~proxystore.store.base.Store`.
+        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
+        signed: Require signing (see :class:`~proxystore.store.base.Store`).
     """
 
     def __init__(
@@ -95,9 +96,10 @@ class RedisStore(Store):
         timeout: float = 30.0,
         retries: int = 3,
         redis_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
+        secret: str | bytes | None = None,
+        signed: bool | None = None,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, **kwargs)
+        super().__init__(name, cache_size=cache_size, secret=secret, signed=signed)
         self.hostname = hostname
         self.port = int(port)
         self._db = db

@@ -135,18 +135,41 @@ def init_store(store_type: StoreType, name: str, **kwargs: Any) -> Store:
         StoreConfigError: the arguments do not fit the store's constructor.
         MissingDependencyError: the backend's optional dependency is missing.
     """
-    import inspect
-
     cls = _store_class(store_type)
-    try:
-        inspect.signature(cls).bind(name, **kwargs)
-    except TypeError as e:
-        raise StoreConfigError(
-            f'Invalid arguments for {cls.__name__}: {e}. Signature: {cls.__name__}{inspect.signature(cls)}',
-        ) from None
+    _check_arguments(cls, name, kwargs)
     store = cls(name, **kwargs)
     register_store(store, exist_ok=True)
     return store
+
+
+def _check_arguments(cls: type[Store], name: str, kwargs: dict[str, Any]) -> None:
+    """Raise a StoreConfigError that names unknown or missing constructor arguments."""
+    import difflib
+    import inspect
+
+    signature = inspect.signature(cls)
+    params = signature.parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    problems = []
+    if not takes_any:
+        for arg in kwargs:
+            if arg not in params:
+                close = difflib.get_close_matches(arg, list(params), n=1)
+                hint = f' (did you mean {close[0]!r}?)' if close else ''
+                problems.append(f'unexpected argument {arg!r}{hint}')
+    missing = [
+        p.name
+        for p in list(params.values())[1:]
+        if p.default is p.empty
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.name not in kwargs
+    ]
+    problems.extend(f'missing argument {m!r}' for m in missing)
+    if problems:
+        raise StoreConfigError(
+            f'Invalid arguments for {cls.__name__}: {"; ".join(problems)}. '
+            f'Signature: {cls.__name__}{signature}',
+        )
 
 
 def register_store(store: Store, *, exist_ok: bool = False) -> Store:

@@ -41,9 +41,11 @@ class SerializationError(ProxyStoreError, ValueError):
 
 
 class SignatureError(SerializationError):
-    """A signed payload's tag is missing or wrong: the data was not written by
-    a holder of the store's secret (tampered, or written with another secret).
-    Nothing is unpickled when this is raised.
+    """A signed payload's tag is missing or wrong.
+
+    The data was not written by a holder of the store's secret (it was
+    tampered with, or written with another secret). Nothing is unpickled when
+    this is raised.
     """
 
 

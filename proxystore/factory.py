@@ -147,6 +147,7 @@ class StoreFactory(Factory[T]):
         strict: Bypass the store's local cache (always fetch the newest value).
         target_type: Class path of the target, to answer ``isinstance``
             without resolving.
+
     """
 
     def __init__(
@@ -201,6 +202,7 @@ class StoreFactory(Factory[T]):
             StoreMismatchError: this process has a store of the same name but
                 of a different type.
             MissingDependencyError: the store's backend is not installed here.
+
         """
         store = self._store
         if store is not None:

@@ -88,9 +88,10 @@ class Proxy(Generic[T]):
 
     Raises:
         TypeError: ``factory`` is not a :class:`~proxystore.factory.Factory`.
+
     """
 
-    __slots__ = ('__proxy_factory__', '__proxy_target__', '__proxy_lock__', '__weakref__')
+    __slots__ = ('__proxy_factory__', '__proxy_lock__', '__proxy_target__', '__weakref__')
 
     def __init__(self, factory: Factory[T]) -> None:
         if not isinstance(factory, Factory):
@@ -342,8 +343,8 @@ for _name, (_op, _iop) in _BINARY.items():
     setattr(Proxy, f'__r{_name}__', _reflect(_op))
     if _iop is not None:
         setattr(Proxy, f'__i{_name}__', _inplace(_iop))
-Proxy.__pow__ = _pow3  # type: ignore[attr-defined]
-Proxy.__rpow__ = _rpow3  # type: ignore[attr-defined]
+setattr(Proxy, '__pow__', _pow3)  # noqa: B010 - three-argument pow()
+setattr(Proxy, '__rpow__', _rpow3)  # noqa: B010
 del _name, _op, _iop
 
 

@@ -101,6 +101,7 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
 
     Raises:
         SerializationError: ``obj`` cannot be pickled.
+
     """
     segments: list[Buffer]
     if type(obj) is bytes:
@@ -164,6 +165,7 @@ def serialize(obj: Any, *, secret: bytes | None = None) -> bytes:
 
     Raises:
         SerializationError: ``obj`` cannot be pickled.
+
     """
     return b''.join(serialize_parts(obj, secret=secret))
 
@@ -192,6 +194,7 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
         SerializationError: ``data`` is empty, truncated, damaged or foreign,
             or unpickling failed (for example a class that cannot be imported).
         SignatureError: ``secret`` was given and the tag does not match.
+
     """
     try:
         view = _as_bytes_view(data)

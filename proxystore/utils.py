@@ -36,6 +36,7 @@ def import_class(path: str) -> Any:
     Raises:
         ImportError: the module cannot be imported.
         AttributeError: the module has no such name.
+
     """
     if ':' in path:
         module_name, _, qualname = path.partition(':')

@@ -147,9 +147,23 @@ def test_forwards_common_protocols(obj: Any) -> None:
 def test_arithmetic_reflected_and_comparisons() -> None:
     p = make(10)
     binary = [
-        operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
-        operator.mod, operator.pow, operator.lshift, operator.rshift, operator.and_,
-        operator.or_, operator.xor, divmod, operator.lt, operator.le, operator.gt, operator.ge,
+        operator.add,
+        operator.sub,
+        operator.mul,
+        operator.truediv,
+        operator.floordiv,
+        operator.mod,
+        operator.pow,
+        operator.lshift,
+        operator.rshift,
+        operator.and_,
+        operator.or_,
+        operator.xor,
+        divmod,
+        operator.lt,
+        operator.le,
+        operator.gt,
+        operator.ge,
     ]
     for op in binary:
         assert op(p, 3) == op(10, 3), op
@@ -197,7 +211,7 @@ def test_attributes_get_set_delete() -> None:
     del p.z
     assert not hasattr(point, 'z')
     with pytest.raises(AttributeError):
-        p.missing  # noqa: B018
+        p.missing
 
 
 def test_containers_items() -> None:
@@ -277,11 +291,15 @@ def test_weakref_to_proxy() -> None:
     assert ref() is p
 
 
-@pytest.mark.parametrize('dumps,loads', [
-    (pickle.dumps, pickle.loads),
-    (cloudpickle.dumps, pickle.loads),
-    (dill.dumps, dill.loads),
-], ids=['pickle', 'cloudpickle', 'dill'])
+@pytest.mark.parametrize(
+    'dumps,loads',
+    [
+        (pickle.dumps, pickle.loads),
+        (cloudpickle.dumps, pickle.loads),
+        (dill.dumps, dill.loads),
+    ],
+    ids=['pickle', 'cloudpickle', 'dill'],
+)
 def test_pickle_pickles_only_the_factory(dumps: Any, loads: Any) -> None:
     big = np.ones(1_000_000)
     store = ps.store.init_store('local', name='pickle-test')
@@ -358,7 +376,7 @@ def test_attribute_error_in_factory_is_wrapped() -> None:
 
     p = Proxy(LambdaFactory(broken))
     with pytest.raises(ProxyResolveError, match='inner'):
-        p.anything  # noqa: B018
+        p.anything
     with pytest.raises(ProxyResolveError):
         hasattr(p, 'anything')
 

@@ -27,11 +27,23 @@ class UserClass:
     def __repr__(self) -> str:
         return f'UserClass({self.value!r})'
 
+    __hash__ = None  # type: ignore[assignment]
+
 
 @pytest.mark.parametrize(
     'obj',
-    [b'', b'bytes', '', 'str \u2603 \ud800', 0, None, [1, 'a', None], {'k': (1, 2)},
-     bytearray(b'abc'), UserClass([1, 2])],
+    [
+        b'',
+        b'bytes',
+        '',
+        'str \u2603 \ud800',
+        0,
+        None,
+        [1, 'a', None],
+        {'k': (1, 2)},
+        bytearray(b'abc'),
+        UserClass([1, 2]),
+    ],
     ids=repr,
 )
 def test_roundtrip(obj: Any) -> None:

@@ -44,6 +44,7 @@ __all__ = ['Store', 'SECRET_ENV']
 logger = logging.getLogger(__name__)
 
 T = TypeVar('T')
+S = TypeVar('S', bound='Store')
 
 #: Environment variable holding the signing secret (see ``Store(secret=...)``).
 SECRET_ENV = 'PROXYSTORE_SECRET'
@@ -102,6 +103,7 @@ class Store(ABC):
     Raises:
         StoreConfigError: an argument is invalid (empty name, negative
             ``cache_size``, ``signed=True`` without a secret).
+
     """
 
     #: Whether ``serialize=False`` may store arbitrary objects (in-process stores only).
@@ -162,7 +164,7 @@ class Store(ABC):
         return config
 
     @classmethod
-    def from_config(cls: type[T], name: str, config: dict[str, Any]) -> T:
+    def from_config(cls: type[S], name: str, config: dict[str, Any]) -> S:
         """Rebuild a store from :meth:`config` output."""
         return cls(name, **config)
 
@@ -201,6 +203,7 @@ class Store(ABC):
         Raises:
             SerializationError: ``obj`` cannot be serialized.
             InvalidKeyError: ``key`` is not a valid key.
+
         """
         key = self.create_key(obj) if key is None else check_key(key)
         parts = self._encode(obj, serialize)
@@ -221,6 +224,7 @@ class Store(ABC):
 
         Raises:
             BatchSizeMismatchError: ``keys`` and ``objs`` differ in length.
+
         """
         objs = list(objs)
         if keys is None:
@@ -255,6 +259,7 @@ class Store(ABC):
                 another client overwrote is never returned stale.
             default: Returned when the key does not exist.
             deserialize: ``False`` returns the stored bytes as they are.
+
         """
         check_key(key)
         if deserialize and not strict:
@@ -273,7 +278,9 @@ class Store(ABC):
             self._cache.set(key, obj)
         return obj
 
-    def get_batch(self, keys: Sequence[str], *, strict: bool = False, default: Any = None) -> list[Any]:
+    def get_batch(
+        self, keys: Sequence[str], *, strict: bool = False, default: Any = None
+    ) -> list[Any]:
         """Return the objects of many keys (``default`` for missing ones)."""
         keys = [check_key(k) for k in keys]
         results: list[Any] = [_MISSING] * len(keys)
@@ -287,7 +294,9 @@ class Store(ABC):
         if todo:
             with self._metrics.timer('get', count=len(todo)) as timing:
                 datas = self._get_batch([keys[i] for i in todo])
-                timing.nbytes = sum(_size([d]) for d in datas if d is not None and not isinstance(d, _Object))
+                timing.nbytes = sum(
+                    _size([d]) for d in datas if d is not None and not isinstance(d, _Object)
+                )
             for i, data in zip(todo, datas):
                 if data is None:
                     results[i] = default
@@ -347,6 +356,7 @@ class Store(ABC):
 
         Raises:
             KeyNotFoundError: only ``key`` was given and it does not exist.
+
         """
         start = time.perf_counter()
         if obj is _MISSING:
@@ -381,6 +391,7 @@ class Store(ABC):
 
         Raises:
             KeyNotFoundError: ``objs`` is None and a key does not exist.
+
         """
         start = time.perf_counter()
         if objs is None:
@@ -389,7 +400,9 @@ class Store(ABC):
             keys = list(keys)
             for key in keys:
                 if not self.exists(key):
-                    raise KeyNotFoundError(self._name, key, 'proxy_batch(keys=...) needs existing keys.')
+                    raise KeyNotFoundError(
+                        self._name, key, 'proxy_batch(keys=...) needs existing keys.'
+                    )
             options: list[dict[str, Any]] = [{} for _ in keys]
         else:
             objs = list(objs)
@@ -445,7 +458,7 @@ class Store(ABC):
         self._cache.clear()
         self._cleanup()
 
-    def __enter__(self: T) -> T:
+    def __enter__(self: S) -> S:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -9,6 +9,7 @@ created readable by their owner only (``0600``, directory ``0700``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -83,6 +84,7 @@ class FileStore(Store):
 
     Raises:
         StoreConfigError: ``store_dir`` cannot be created or is not a writable directory.
+
     """
 
     def __init__(
@@ -146,10 +148,8 @@ class FileStore(Store):
                 os.close(fd)
             os.replace(tmp, path)
         except OSError as e:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise self._io_error(e, 'write', key) from e
 
     def _get(self, key: str) -> bytearray | None:

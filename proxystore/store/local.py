@@ -31,6 +31,7 @@ class LocalStore(Store):
         cache_size: Size of the local object cache (0 disables it).
         secret: Signing secret (see :class:`~proxystore.store.base.Store`).
         signed: Require signing (see :class:`~proxystore.store.base.Store`).
+
     """
 
     stores_objects = True

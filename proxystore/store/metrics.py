@@ -40,7 +40,9 @@ class Metrics:
             self._stats = {op: {'count': 0, 'bytes': 0, 'seconds': 0.0} for op in OPERATIONS}
             self._counters = {'cache_hits': 0, 'cache_misses': 0}
 
-    def record(self, operation: str, *, count: int = 1, nbytes: int = 0, seconds: float = 0.0) -> None:
+    def record(
+        self, operation: str, *, count: int = 1, nbytes: int = 0, seconds: float = 0.0
+    ) -> None:
         """Add one (or ``count``) completed ``operation`` of ``nbytes`` taking ``seconds``."""
         with self._lock:
             stats = self._stats.setdefault(operation, {'count': 0, 'bytes': 0, 'seconds': 0.0})

@@ -80,6 +80,7 @@ class RedisStore(Store):
             inside proxies, so put no secrets here.
         secret: Signing secret (see :class:`~proxystore.store.base.Store`).
         signed: Require signing (see :class:`~proxystore.store.base.Store`).
+
     """
 
     def __init__(
@@ -196,7 +197,7 @@ class RedisStore(Store):
             results: list[Buffer | None] = []
             for key, reply in zip(keys, replies):
                 if isinstance(reply, redis.exceptions.ResponseError) and 'WRONGTYPE' in str(reply):
-                    value = self._client.get(key)  # written by another tool with SET
+                    value: Any = self._client.get(key)  # written by another tool with SET
                     results.append(bytearray(value) if value is not None else None)
                 elif isinstance(reply, Exception):
                     raise reply

@@ -54,6 +54,7 @@ class STORES(enum.Enum):
 
         Raises:
             UnknownStoreTypeError: no member has that name.
+
         """
         try:
             return cls[name.upper()]
@@ -84,6 +85,7 @@ def load_store_class(path: str) -> type[Store]:
     Raises:
         MissingDependencyError: the backend's optional dependency is missing.
         UnknownStoreTypeError: ``path`` does not name a :class:`Store` subclass.
+
     """
     from proxystore.store.base import Store
 
@@ -134,6 +136,7 @@ def init_store(store_type: StoreType, name: str, **kwargs: Any) -> Store:
         UnknownStoreTypeError: ``store_type`` is not a known store type.
         StoreConfigError: the arguments do not fit the store's constructor.
         MissingDependencyError: the backend's optional dependency is missing.
+
     """
     cls = _store_class(store_type)
     _check_arguments(cls, name, kwargs)
@@ -177,6 +180,7 @@ def register_store(store: Store, *, exist_ok: bool = False) -> Store:
 
     Raises:
         StoreConfigError: a store of that name exists and ``exist_ok`` is false.
+
     """
     with _lock:
         if not exist_ok and store.name in _stores and _stores[store.name] is not store:

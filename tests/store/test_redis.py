@@ -23,7 +23,7 @@ def _free_port() -> int:
 def test_quickstart(redis_address: tuple[str, int]) -> None:
     import proxystore as ps
 
-    REDIS_HOST, REDIS_PORT = redis_address  # noqa: N806
+    REDIS_HOST, REDIS_PORT = redis_address
     x = np.array([1, 2, 3])
     store = ps.store.init_store('redis', name='redis', hostname=REDIS_HOST, port=REDIS_PORT)
     p = store.proxy(x)

@@ -205,27 +205,14 @@ class StoreFactory(Factory[T]):
 
         """
         store = self._store
-        if store is not None:
-            return store
-        from proxystore.store import registry
+        if store is None:
+            from proxystore.store.registry import lookup_store
 
-        store = registry.get_store(self.store_name)
-        if store is None:
-            store = registry._find_instance(self.store_type, self.store_name)
-        if store is None:
-            cls = registry.load_store_class(self.store_type)
-            store = registry.register_store(
-                cls.from_config(self.store_name, self.store_config),
-                exist_ok=True,
-            )
-            logger.debug('Rebuilt store %r from a proxy factory', self.store_name)
-        if class_path(type(store)) != self.store_type:
-            raise StoreMismatchError(
-                f'Cannot resolve key {self.key!r}: store {self.store_name!r} in this '
-                f'process is a {class_path(type(store))}, but the proxy was made by a '
-                f'{self.store_type}. Give the two stores different names.',
-            )
-        self._store = store
+            try:
+                store = lookup_store(self.store_type, self.store_name, self.store_config)
+            except StoreMismatchError as e:
+                raise StoreMismatchError(f'Cannot resolve key {self.key!r}: {e}') from e
+            self._store = store
         return store
 
     def resolve(self) -> T:

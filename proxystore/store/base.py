@@ -171,11 +171,27 @@ class Store(ABC):
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name={self._name!r})'
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A store pickles as a reference: unpickled, it is the store of that
+        # name in the receiving process (found or rebuilt), never a copy.
+        from proxystore.store.registry import lookup_store
+
+        return (lookup_store, (class_path(type(self)), self._name, self.config()))
+
     # -- objects ---------------------------------------------------------
 
     def create_key(self, obj: Any) -> str:
         """Return a new unique key for ``obj``."""
         return create_key(obj)
+
+    def serialize(self, obj: Any) -> list[Buffer]:
+        """Serialize ``obj`` as this store would (signed if it signs).
+
+        Measure the payload (``proxystore.serialize.payload_size``) and hand it
+        to :meth:`set` or :meth:`proxy` as ``payload=`` to store it without
+        serializing twice.
+        """
+        return serialize_parts(obj, secret=self._secret)
 
     def _encode(self, obj: Any, serialize: bool) -> list[Any]:
         if serialize:
@@ -194,19 +210,31 @@ class Store(ABC):
             return bytes(data)
         return data
 
-    def set(self, obj: Any, *, key: str | None = None, serialize: bool = True) -> str:
+    def set(
+        self,
+        obj: Any,
+        *,
+        key: str | None = None,
+        serialize: bool = True,
+        payload: Sequence[Buffer] | None = None,
+    ) -> str:
         """Store ``obj`` and return its key (a new one unless ``key`` is given).
 
         Setting an existing key overwrites it. The object is not put in the
         local cache; a cached older value of ``key`` is dropped.
 
+        Args:
+            obj: The object.
+            key: Key to store it under (default: a new unique key).
+            serialize: ``False`` stores ``bytes``/``str`` as given.
+            payload: ``obj`` already serialized by :meth:`serialize`.
+
         Raises:
             SerializationError: ``obj`` cannot be serialized.
             InvalidKeyError: ``key`` is not a valid key.
-
         """
         key = self.create_key(obj) if key is None else check_key(key)
-        parts = self._encode(obj, serialize)
+        parts = list(payload) if payload is not None else self._encode(obj, serialize)
         with self._metrics.timer('set') as timing:
             self._put(key, parts)
             timing.nbytes = _size(parts)
@@ -341,6 +369,7 @@ class Store(ABC):
         serialize: bool = True,
         strict: bool = False,
         resolved: bool = False,
+        payload: Sequence[Buffer] | None = None,
     ) -> Proxy[Any]:
         """Store ``obj`` (unless only ``key`` is given) and return a proxy of it.
 
@@ -353,6 +382,7 @@ class Store(ABC):
             strict: The proxy bypasses caches and reads the newest value.
             resolved: Return a proxy already resolved to ``obj`` in this
                 process (no fetch here; other processes still resolve lazily).
+            payload: ``obj`` already serialized by :meth:`serialize`.
 
         Raises:
             KeyNotFoundError: only ``key`` was given and it does not exist.
@@ -367,7 +397,7 @@ class Store(ABC):
             options: dict[str, Any] = {}
         else:
             raw = None if serialize else _raw_kind(obj, self.stores_objects)
-            key = self.set(obj, key=key, serialize=serialize)
+            key = self.set(obj, key=key, serialize=serialize, payload=payload)
             options = {'raw': raw, 'target_type': class_path(type(obj))}
         proxy = self._make_proxy(factory, key, evict=evict, strict=strict, **options)
         if resolved and obj is not _MISSING:

@@ -34,6 +34,7 @@ __all__ = [
     'get_store',
     'init_store',
     'load_store_class',
+    'lookup_store',
     'register_store',
     'unregister_store',
 ]
@@ -202,6 +203,34 @@ def unregister_store(name: str) -> None:
 def get_store(name: str) -> Store | None:
     """Return the store registered as ``name``, or ``None``."""
     return _stores.get(name)
+
+
+def lookup_store(type_path: str, name: str, config: dict[str, Any]) -> Store:
+    """Find the store ``name`` in this process, or rebuild it from its configuration.
+
+    Order: the registry, then a live unregistered store object of the same
+    class and name, then a new store built from ``config`` (and registered,
+    so later lookups reuse it and its cache). This is how a proxy or a task
+    wrapper reaches its store in a worker that never called ``init_store``.
+
+    Raises:
+        StoreMismatchError: this process has a store of that name but of
+            another class.
+        MissingDependencyError: the store's backend is not installed here.
+    """
+    from proxystore.exceptions import StoreMismatchError
+
+    store = get_store(name) or _instances.get((type_path, name))
+    if store is None:
+        cls = load_store_class(type_path)
+        store = register_store(cls.from_config(name, config), exist_ok=True)
+        logger.debug('Rebuilt store %r from its configuration', name)
+    if class_path(type(store)) != type_path:
+        raise StoreMismatchError(
+            f'Store {name!r} in this process is a {class_path(type(store))}, but the '
+            f'object refers to a {type_path}. Give the two stores different names.',
+        )
+    return store
 
 
 def _track_instance(store: Store) -> None:

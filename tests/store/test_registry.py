@@ -126,3 +126,16 @@ def test_local_store_proxy_in_rebuilt_store_is_clear_error() -> None:
 
 def test_registry_module_is_reexported() -> None:
     assert ps.store.init_store is registry.init_store
+
+
+def test_store_pickles_as_reference(store: Store) -> None:
+    assert pickle.loads(pickle.dumps(store)) is store
+
+
+def test_serialize_once_then_store_payload(store: Store) -> None:
+    from proxystore.serialize import payload_size
+
+    parts = store.serialize({'a': list(range(10))})
+    assert payload_size(parts) > 0
+    p = store.proxy({'ignored': True}, payload=parts)
+    assert p == {'a': list(range(10))}

@@ -1,0 +1,1 @@
+"""Test support: loopback doubles of the hosted services ProxyStore integrates with."""

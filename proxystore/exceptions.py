@@ -12,6 +12,7 @@ Hierarchy::
     ├── SerializationError (ValueError)
     │   └── SignatureError
     ├── ProxyResolveError
+    ├── IntegrationConfigError (ValueError)
     └── StoreError
         ├── UnknownStoreTypeError (ValueError)
         ├── StoreConfigError (ValueError)
@@ -54,6 +55,14 @@ class ProxyResolveError(ProxyStoreError):
 
     Wrapped so it cannot be mistaken for a missing attribute of the target
     (which would make ``hasattr(proxy, ...)`` silently return False).
+    """
+
+
+class IntegrationConfigError(ProxyStoreError, ValueError):
+    """An integration (Parsl, FuncX, executor wrapper) got a bad setting.
+
+    For example a threshold that is not a positive number of bytes, or a
+    store name that no store is registered under.
     """
 
 

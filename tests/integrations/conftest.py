@@ -1,0 +1,33 @@
+"""Parsl DataFlowKernels for the integration tests (one per test module)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+parsl = pytest.importorskip('parsl')
+
+from proxystore.integrations.testing.parsl_configs import htex_config  # noqa: E402
+from proxystore.integrations.testing.parsl_configs import thread_config  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def thread_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    dfk = parsl.load(thread_config(str(tmp_path_factory.mktemp('runinfo'))))
+    yield dfk
+    dfk.cleanup()
+    parsl.clear()
+
+
+@pytest.fixture(scope='module')
+def htex_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    config = htex_config(str(tmp_path_factory.mktemp('runinfo')), workers=2, pythonpath=REPO_ROOT)
+    dfk = parsl.load(config)
+    yield dfk
+    dfk.cleanup()
+    parsl.clear()

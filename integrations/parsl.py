@@ -38,9 +38,14 @@ from parsl.config import Config
 from parsl.dataflow.dflow import DataFlowKernel
 from parsl.dataflow.dflow import DataFlowKernelLoader
 
-from proxystore.integrations.policy import DEFAULT_THRESHOLD
-from proxystore.integrations.policy import ProxyPolicy
+try:
+    from parsl.dataflow.dependency_resolvers import DependencyResolver
+except ImportError:  # pragma: no cover - Parsl releases before 2024
+    DependencyResolver = None  # type: ignore[assignment,misc]
 from proxystore.store.base import Store
+
+from .policy import DEFAULT_THRESHOLD
+from .policy import ProxyPolicy
 
 __all__ = ['AutoProxyApp', 'auto_proxy', 'disable_auto_proxy', 'enable_auto_proxy', 'proxy_app']
 
@@ -54,22 +59,19 @@ _future_policies: weakref.WeakKeyDictionary[Future[Any], ProxyPolicy] = weakref.
 _lock = threading.Lock()
 
 
-class _CheckingResolver:
-    """Wraps a DFK's dependency resolver to proxy large values of marked futures.
+class _CheckingUnwrap:
+    """Wraps a DFK's ``traverse_to_unwrap`` to proxy large values of marked futures.
 
-    Parsl calls ``traverse_to_unwrap`` on every argument just before launching
-    a task, in the submitting process: the moment a future's value is known.
+    Parsl calls it on every argument just before launching a task, in the
+    submitting process: the moment a future's value is known.
     """
 
-    def __init__(self, inner: Any, policy: ProxyPolicy | None = None) -> None:
+    def __init__(self, inner: Callable[[Any], Any], policy: ProxyPolicy | None = None) -> None:
         self.inner = inner
-        self.policy = policy  # set for enable_auto_proxy: applies to every future
+        self.policy = policy  # set by enable_auto_proxy: applies to every future
 
-    def traverse_to_gather(self, obj: Any) -> Any:
-        return self.inner.traverse_to_gather(obj)
-
-    def traverse_to_unwrap(self, obj: Any) -> Any:
-        value = self.inner.traverse_to_unwrap(obj)
+    def __call__(self, obj: Any) -> Any:
+        value = self.inner(obj)
         if isinstance(obj, Future):
             policy = _future_policies.get(obj) or self.policy
             if policy is not None:
@@ -80,14 +82,18 @@ class _CheckingResolver:
 def _install_resolver(dfk: DataFlowKernel, policy: ProxyPolicy | None = None) -> None:
     with _lock:
         resolver = getattr(dfk, 'dependency_resolver', None)
-        if resolver is None:  # pragma: no cover - Parsl releases before resolvers
+        if resolver is None or DependencyResolver is None:  # pragma: no cover - old Parsl
             logger.debug('This Parsl has no dependency resolver: future values are not checked')
             return
-        if isinstance(resolver, _CheckingResolver):
+        unwrap = resolver.traverse_to_unwrap
+        if isinstance(unwrap, _CheckingUnwrap):
             if policy is not None:
-                resolver.policy = policy
+                unwrap.policy = policy
             return
-        dfk.dependency_resolver = _CheckingResolver(resolver, policy)
+        dfk.dependency_resolver = DependencyResolver(
+            traverse_to_gather=resolver.traverse_to_gather,
+            traverse_to_unwrap=_CheckingUnwrap(unwrap, policy),
+        )
 
 
 def _mark_futures(policy: ProxyPolicy, args: Any, kwargs: dict[str, Any]) -> None:
@@ -143,6 +149,7 @@ def auto_proxy(
     Raises:
         IntegrationConfigError: bad ``threshold`` or unknown store name.
         TypeError: the decorated object is not a Parsl app.
+
     """
     policy = ProxyPolicy(store, threshold, proxy_results=proxy_results, evict=evict)
 
@@ -231,5 +238,6 @@ def disable_auto_proxy(dfk: DataFlowKernel) -> None:
     if original is not None:
         dfk.submit = original  # type: ignore[method-assign]
     resolver = getattr(dfk, 'dependency_resolver', None)
-    if isinstance(resolver, _CheckingResolver):
-        resolver.policy = None
+    unwrap = getattr(resolver, 'traverse_to_unwrap', None)
+    if isinstance(unwrap, _CheckingUnwrap):
+        unwrap.policy = None

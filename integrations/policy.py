@@ -90,6 +90,7 @@ class ProxyPolicy:
     Raises:
         IntegrationConfigError: ``threshold`` is not a positive integer, or
             ``store`` names no registered store.
+
     """
 
     def __init__(
@@ -105,7 +106,7 @@ class ProxyPolicy:
             if found is None:
                 raise IntegrationConfigError(
                     f'No store named {store!r} is registered. Create it first with '
-                    f"proxystore.store.init_store(..., name={store!r}) or pass the store.",
+                    f'proxystore.store.init_store(..., name={store!r}) or pass the store.',
                 )
             store = found
         if not isinstance(store, Store):
@@ -174,7 +175,7 @@ class ProxyPolicy:
     def proxy_result(self, result: Any) -> Any:
         """Proxy a large result; in a worker process, as a carrier that pickles to the proxy."""
         proxied = self.maybe_proxy(result)
-        if type(proxied) is Proxy and _PROCESS_TOKEN != self._origin:
+        if type(proxied) is Proxy and self._origin != _PROCESS_TOKEN:
             return _ProxyCarrier(get_factory(proxied))
         return proxied
 

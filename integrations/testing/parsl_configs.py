@@ -48,6 +48,7 @@ def htex_config(run_dir: str, workers: int = 2, pythonpath: str | None = None) -
         workers: Worker processes on this node.
         pythonpath: Prepended to the workers' ``PYTHONPATH`` so they can import
             modules that define apps by reference (tests, examples).
+
     """
     ensure_worker_path()
     worker_init = f'export PYTHONPATH={pythonpath}:$PYTHONPATH' if pythonpath else ''
@@ -58,7 +59,9 @@ def htex_config(run_dir: str, workers: int = 2, pythonpath: str | None = None) -
                 address='127.0.0.1',
                 max_workers_per_node=workers,
                 cores_per_worker=1,
-                provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1, worker_init=worker_init),
+                provider=LocalProvider(
+                    init_blocks=1, min_blocks=1, max_blocks=1, worker_init=worker_init
+                ),
                 heartbeat_period=2,
                 heartbeat_threshold=10,
             ),

@@ -232,6 +232,7 @@ class Store(ABC):
         Raises:
             SerializationError: ``obj`` cannot be serialized.
             InvalidKeyError: ``key`` is not a valid key.
+
         """
         key = self.create_key(obj) if key is None else check_key(key)
         parts = list(payload) if payload is not None else self._encode(obj, serialize)

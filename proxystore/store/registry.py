@@ -217,6 +217,7 @@ def lookup_store(type_path: str, name: str, config: dict[str, Any]) -> Store:
         StoreMismatchError: this process has a store of that name but of
             another class.
         MissingDependencyError: the store's backend is not installed here.
+
     """
     from proxystore.exceptions import StoreMismatchError
 

@@ -9,12 +9,12 @@ import pytest
 
 parsl = pytest.importorskip('parsl')
 from parsl import python_app  # noqa: E402
-
-from proxystore.exceptions import IntegrationConfigError  # noqa: E402
 from proxystore.integrations.parsl import auto_proxy  # noqa: E402
 from proxystore.integrations.parsl import disable_auto_proxy  # noqa: E402
 from proxystore.integrations.parsl import enable_auto_proxy  # noqa: E402
 from proxystore.integrations.parsl import proxy_app  # noqa: E402
+
+from proxystore.exceptions import IntegrationConfigError  # noqa: E402
 from proxystore.proxy import get_key  # noqa: E402
 from proxystore.proxy import is_proxy  # noqa: E402
 from proxystore.proxy import is_resolved  # noqa: E402
@@ -38,7 +38,9 @@ def test_large_args_proxied_small_not(shared_store: Store) -> None:
     }
 
 
-@pytest.mark.parametrize(('size', 'proxied'), [(THRESHOLD - 1, False), (THRESHOLD, False), (THRESHOLD + 1, True)])
+@pytest.mark.parametrize(
+    ('size', 'proxied'), [(THRESHOLD - 1, False), (THRESHOLD, False), (THRESHOLD + 1, True)]
+)
 def test_threshold_edges(shared_store: Store, size: int, proxied: bool) -> None:
     kinds = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.kinds))
     assert kinds(b'x' * size).result()['args'] == [proxied]
@@ -91,8 +93,12 @@ def test_exceptions_reach_the_caller_unchanged(shared_store: Store) -> None:
 
 
 def test_evict_leaves_no_keys(shared_store: Store) -> None:
-    double = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(python_app(parsl_apps.double))
-    total = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(python_app(parsl_apps.total))
+    double = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(
+        python_app(parsl_apps.double)
+    )
+    total = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(
+        python_app(parsl_apps.total)
+    )
     arrays = [np.ones(THRESHOLD) for _ in range(3)]
     doubled = [double(a) for a in arrays]
     keys = [get_key(d.result()) for d in doubled]

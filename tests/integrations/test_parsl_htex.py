@@ -7,8 +7,8 @@ import pytest
 
 parsl = pytest.importorskip('parsl')
 from parsl import python_app  # noqa: E402
-
 from proxystore.integrations.parsl import auto_proxy  # noqa: E402
+
 from proxystore.proxy import get_key  # noqa: E402
 from proxystore.proxy import is_proxy  # noqa: E402
 from proxystore.proxy import is_resolved  # noqa: E402
@@ -46,8 +46,12 @@ def test_array_result_does_not_hang(shared_store: Store) -> None:
 
 
 def test_map_reduce_with_evict_moves_only_proxies(shared_store: Store) -> None:
-    double = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(python_app(parsl_apps.double))
-    total = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(python_app(parsl_apps.total))
+    double = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(
+        python_app(parsl_apps.double)
+    )
+    total = auto_proxy(store=shared_store, threshold=THRESHOLD, evict=True)(
+        python_app(parsl_apps.total)
+    )
     arrays = [np.full(THRESHOLD, i, dtype=np.float64) for i in range(4)]
     doubled = [double(a) for a in arrays]
     keys = [get_key(d.result(timeout=TIMEOUT)) for d in doubled]

@@ -87,25 +87,31 @@ def wire_size(obj: Any) -> int:
 
 
 class EngineCounter:
-    """Count the bytes of task arguments a Parsl executor is given (its channel's load).
+    """Count the bytes of task arguments an executor is given (its channel's load).
 
     Wraps the executor's ``submit`` so it sees exactly what the engine sends:
     proxies where ProxyStore replaced objects, whole objects elsewhere.
+
+    Args:
+        executor: A Parsl executor or a ``concurrent.futures.Executor``.
+        skip: Leading positional arguments of ``submit`` after the function
+            that are not task data (1 for Parsl's resource specification).
     """
 
-    def __init__(self, executor: Any) -> None:
+    def __init__(self, executor: Any, skip: int = 0) -> None:
         self.nbytes = 0
+        self._skip = skip
         self._submit = executor.submit
         executor.submit = self._counting_submit
 
-    def _counting_submit(self, func: Any, spec: Any, *args: Any, **kwargs: Any) -> Any:
+    def _counting_submit(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         objects = [
-            *args,
+            *args[self._skip :],
             *(v for k, v in kwargs.items() if k != 'inputs'),
             *kwargs.get('inputs', ()),
         ]
         self.nbytes += sum(wire_size(o) for o in objects)
-        return self._submit(func, spec, *args, **kwargs)
+        return self._submit(func, *args, **kwargs)
 
 
 def wait_with_progress(futures: Iterable[Future[Any]], label: str) -> None:

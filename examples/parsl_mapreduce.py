@@ -61,7 +61,7 @@ def main() -> None:
         dfk = parsl.load(make_config(run_dir, workers=args.workers))
         try:
             python_app(noop)().result()  # wait for the workers to start
-            counter = _common.EngineCounter(dfk.executors[args.executor])
+            counter = _common.EngineCounter(dfk.executors[args.executor], skip=1)
             double_app = python_app(double)
             total_app = python_app(total)
             if not args.no_proxy:

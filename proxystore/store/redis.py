@@ -1,11 +1,17 @@
 """A store on a Redis server, reachable from every node that can reach the server.
 
-Each object is a Redis *list* of byte chunks. Writing replaces the list in one
+Each object is a Redis *list*: a 12-byte head (``b'PXSL'`` and the payload's
+total length) followed by the payload in chunks of at most 256 MiB, under
+Redis's 512 MB bulk-string limit. Writing replaces the list in one
 ``MULTI``/``EXEC`` transaction, so readers see the old object or the new one,
-never a mix; splitting into chunks keeps every element under Redis's 512 MB
-bulk-string limit and lets the client send the payload's buffers (array data
-included) without first joining them into one copy. Values written by other
-tools with plain ``SET`` are still readable.
+never a mix.
+
+Large values bypass redis-py's command packing and reply parsing, which copy
+every byte two or three times: commands are framed here and the payload's own
+buffers (array memory included) are handed to ``sendall``; replies are read
+with ``recv_into`` straight into one preallocated, writable buffer. Everything
+else (connections, authentication, TLS, small replies) is redis-py's. Values
+written by other tools with plain ``SET`` are still readable.
 """
 
 from __future__ import annotations
@@ -13,9 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
+import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from typing import Any
+from typing import TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -31,7 +41,13 @@ __all__ = ['RedisStore']
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 64 * 1024 * 1024
+T = TypeVar('T')
+
+_CHUNK = 256 * 1024 * 1024
+_HEAD = struct.Struct('<4sQ')
+_HEAD_MAGIC = b'PXSL'
+_CRLF = b'\r\n'
+_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 def _chunks(parts: Sequence[Buffer], size: int) -> list[memoryview]:
@@ -44,15 +60,87 @@ def _chunks(parts: Sequence[Buffer], size: int) -> list[memoryview]:
     return chunks
 
 
-def _join(chunks: Sequence[bytes]) -> bytearray:
-    """Concatenate chunks into one writable buffer (arrays rebuilt over it are writable)."""
-    buffer = bytearray(sum(len(c) for c in chunks))
-    view = memoryview(buffer)
-    position = 0
-    for chunk in chunks:
-        view[position : position + len(chunk)] = chunk
-        position += len(chunk)
-    return buffer
+def _bulk(data: bytes) -> bytes:
+    return b'$%d\r\n%s\r\n' % (len(data), data)
+
+
+def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
+    """Frame ``DEL key`` and ``RPUSH key head chunk...`` commands; payload views are not copied.
+
+    Returns the buffers to send and the number of commands they contain.
+    """
+    chunks = _chunks(parts, _CHUNK)
+    total = sum(c.nbytes for c in chunks)
+    out: list[Buffer] = [b'*2\r\n$3\r\nDEL\r\n' + _bulk(key)]
+    commands = 1
+    # One RPUSH per chunk keeps each command under Redis's query-buffer limit.
+    elements: list[list[Buffer]] = [[_HEAD.pack(_HEAD_MAGIC, total)]]
+    elements.extend([c] for c in chunks)
+    for element in elements:
+        out.append(b'*%d\r\n$5\r\nRPUSH\r\n' % (len(element) + 2) + _bulk(key))
+        for item in element:
+            out.append(b'$%d\r\n' % memoryview(item).nbytes)
+            out.append(item)
+            out.append(_CRLF)
+        commands += 1
+    return out, commands
+
+
+class _ReplyReader:
+    """Reads RESP replies from a connection's socket, bulk data straight into our buffers."""
+
+    def __init__(self, sock: Any) -> None:
+        self._file = sock.makefile('rb', buffering=65536)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def line(self) -> bytes:
+        line = self._file.readline(65536)
+        if not line.endswith(_CRLF):
+            raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
+        return bytes(line[:-2])
+
+    def exact(self, view: memoryview) -> None:
+        filled = 0
+        while filled < view.nbytes:
+            n = self._file.readinto(view[filled:])
+            if not n:
+                raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
+            filled += n
+
+    def bulk_into(self, view: memoryview) -> None:
+        """Read a bulk string whose header was consumed, plus its CRLF, into ``view``."""
+        self.exact(view)
+        self.exact(memoryview(bytearray(2)))
+
+    def read_list(self) -> bytearray | redis.exceptions.ResponseError | None:
+        """Read an LRANGE reply written by this store into one buffer (None if empty)."""
+        line = self.line()
+        if line[:1] == b'-':
+            return redis.exceptions.ResponseError(line[1:].decode(errors='replace'))
+        count = int(line[1:])
+        if count <= 0:
+            return None
+        header = self.line()
+        size = int(header[1:])
+        head = bytearray(size)
+        self.bulk_into(memoryview(head))
+        if size != _HEAD.size or head[:4] != _HEAD_MAGIC:
+            raise StoreError('A Redis list under this key was not written by ProxyStore.')
+        (total,) = struct.unpack_from('<Q', head, 4)
+        buffer = bytearray(total)
+        view = memoryview(buffer)
+        position = 0
+        for _ in range(count - 1):
+            length = int(self.line()[1:])
+            if position + length > total:
+                raise StoreError('A stored object is longer than its head announces.')
+            self.bulk_into(view[position : position + length])
+            position += length
+        if position != total:
+            raise StoreError('A stored object is shorter than its head announces.')
+        return buffer
 
 
 class RedisStore(Store):
@@ -162,48 +250,106 @@ class RedisStore(Store):
         except redis.exceptions.RedisError as e:
             raise StoreError(f'{where} failed: {e}') from e
 
-    def _queue_put(self, pipe: Any, key: str, parts: Sequence[Buffer]) -> None:
-        pipe.delete(key)
-        batch: list[memoryview] = []
-        batch_bytes = 0
-        for chunk in _chunks(parts, _CHUNK):
-            if batch and batch_bytes + chunk.nbytes > _CHUNK:
-                pipe.rpush(key, *batch)
-                batch, batch_bytes = [], 0
-            batch.append(chunk)
-            batch_bytes += chunk.nbytes
-        if batch:
-            pipe.rpush(key, *batch)
+    def _connection(self) -> Any:
+        pool = self._client.connection_pool
+        try:
+            return pool.get_connection()
+        except TypeError:  # redis-py < 5.3 needs a command name
+            return pool.get_connection('_')
+
+    def _run(self, operation: Callable[[Any], T], key: str | None) -> T:
+        """Run ``operation(connection)``, retrying connection errors with backoff.
+
+        Operations here are idempotent (a whole transaction, or a read), so a
+        retry after a dropped connection is safe. A connection that failed in
+        any way is closed, never returned to the pool half-read.
+        """
+        pool = self._client.connection_pool
+        backoff = ExponentialBackoff(cap=1.0, base=0.05)
+        attempt = 0
+        while True:
+            with self._errors(key):
+                connection = None
+                try:
+                    connection = self._connection()
+                    result = operation(connection)
+                except _CONNECTION_ERRORS:
+                    if connection is not None:
+                        connection.disconnect()
+                        pool.release(connection)
+                    attempt += 1
+                    if attempt > self._retries:
+                        raise
+                    time.sleep(backoff.compute(attempt))
+                    continue
+                except BaseException:
+                    if connection is not None:
+                        connection.disconnect()
+                        pool.release(connection)
+                    raise
+                pool.release(connection)
+                return result
 
     def _put(self, key: str, parts: Sequence[Buffer]) -> None:
         self._put_batch([(key, parts)])
 
     def _put_batch(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
-        with self._errors(items[0][0] if len(items) == 1 else None):
-            pipe = self._client.pipeline(transaction=True)
-            for key, parts in items:
-                self._queue_put(pipe, key, parts)
-            pipe.execute()
+        buffers: list[Buffer] = [b'*1\r\n$5\r\nMULTI\r\n']
+        queued = 0
+        for key, parts in items:
+            packed, commands = _pack_put(key.encode('utf-8'), parts)
+            buffers.extend(packed)
+            queued += commands
+        buffers.append(b'*1\r\n$4\r\nEXEC\r\n')
+
+        def transaction(connection: Any) -> None:
+            connection.send_packed_command(buffers)
+            errors = []
+            for _ in range(queued + 1):  # +OK for MULTI, +QUEUED for each command
+                try:
+                    connection.read_response()
+                except redis.exceptions.ResponseError as e:
+                    errors.append(e)
+            try:
+                replies = connection.read_response()
+            except redis.exceptions.ResponseError as e:  # EXECABORT after a queuing error
+                raise errors[0] if errors else e from None
+            for reply in replies or ():
+                if isinstance(reply, Exception):
+                    raise reply
+
+        self._run(transaction, items[0][0] if len(items) == 1 else None)
 
     def _get(self, key: str) -> Buffer | None:
         return self._get_batch([key])[0]
 
     def _get_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
-        with self._errors(keys[0] if len(keys) == 1 else None):
-            pipe = self._client.pipeline(transaction=False)
-            for key in keys:
-                pipe.lrange(key, 0, -1)
-            replies = pipe.execute(raise_on_error=False)
-            results: list[Buffer | None] = []
-            for key, reply in zip(keys, replies):
-                if isinstance(reply, redis.exceptions.ResponseError) and 'WRONGTYPE' in str(reply):
+        def read(connection: Any) -> list[Any]:
+            sock = getattr(connection, '_sock', None)
+            if sock is None:
+                connection.connect()
+                sock = getattr(connection, '_sock', None)
+            commands = [('LRANGE', key, 0, -1) for key in keys]
+            connection.send_packed_command(connection.pack_commands(commands))
+            reader = _ReplyReader(sock)
+            try:
+                return [reader.read_list() for _ in keys]
+            finally:
+                reader.close()
+
+        replies = self._run(read, keys[0] if len(keys) == 1 else None)
+        results: list[Buffer | None] = []
+        for key, reply in zip(keys, replies):
+            if isinstance(reply, redis.exceptions.ResponseError):
+                if 'WRONGTYPE' not in str(reply):
+                    with self._errors(key):
+                        raise reply
+                with self._errors(key):
                     value: Any = self._client.get(key)  # written by another tool with SET
-                    results.append(bytearray(value) if value is not None else None)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    results.append(_join(reply) if reply else None)
-            return results
+                results.append(bytearray(value) if value is not None else None)
+            else:
+                results.append(reply)
+        return results
 
     def _exists(self, key: str) -> bool:
         with self._errors(key):

@@ -63,6 +63,10 @@ def _make_store(kind: str, name: str, request: pytest.FixtureRequest, **kwargs: 
     if kind == 'file':
         tmp = request.getfixturevalue('tmp_path')
         return FileStore(name, store_dir=tmp / 'store', **kwargs)
+    if kind == 'shm':
+        from proxystore.store.shm import SharedMemoryStore
+
+        return SharedMemoryStore(name, **kwargs)
     if kind == 'redis':
         from proxystore.store.redis import RedisStore
 
@@ -71,7 +75,7 @@ def _make_store(kind: str, name: str, request: pytest.FixtureRequest, **kwargs: 
     raise AssertionError(kind)
 
 
-STORE_KINDS = ['local', 'file', 'redis']
+STORE_KINDS = ['local', 'file', 'shm', 'redis']
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -83,7 +87,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     s.cleanup()
 
 
-@pytest.fixture(params=['file', 'redis'])
+@pytest.fixture(params=['file', 'shm', 'redis'])
 def shared_store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A store whose objects other processes can read."""
     s = _make_store(request.param, f'{request.param}-{os.urandom(4).hex()}', request)

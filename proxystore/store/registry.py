@@ -48,6 +48,7 @@ class STORES(enum.Enum):
     LOCAL = 'proxystore.store.local.LocalStore'
     FILE = 'proxystore.store.file.FileStore'
     REDIS = 'proxystore.store.redis.RedisStore'
+    SHM = 'proxystore.store.shm.SharedMemoryStore'
 
     @classmethod
     def from_name(cls, name: str) -> STORES:

@@ -74,9 +74,8 @@ def test_set_does_not_cache_get_does(store: Store) -> None:
     assert store.metrics()['cache_hits'] == 1
 
 
-def test_strict_get_sees_overwrites_by_other_clients(store: Store, store_factory: Any) -> None:
-    if store.stores_objects:
-        pytest.skip('in-process store: no other client can share its data')
+def test_strict_get_sees_overwrites_by_other_clients(shared_store: Store) -> None:
+    store = shared_store
     other = type(store).from_config(store.name, store.config())
     key = store.set('old')
     assert store.get(key) == 'old'

@@ -1,0 +1,98 @@
+"""A same-node store in shared memory: workers map objects instead of copying them.
+
+Objects are files on a memory-backed file system (``/dev/shm`` on Linux),
+written atomically like :class:`~proxystore.store.file.FileStore` and read
+with ``mmap``: a process resolving a proxy maps the very pages the producer
+wrote, so a 100 MB array is "read" without copying it. The mapping is private
+and copy-on-write, so arrays come back writable and changing them never
+changes the stored object.
+
+Lifetime rule: an object lives until it is evicted or the store is cleaned
+up, independent of the processes that wrote or read it. A producer that exits
+(or is killed) leaves its objects readable, which is what a workflow wants;
+``cleanup()`` removes them all, and the operating system drops them at
+reboot. Python's ``multiprocessing.shared_memory`` is deliberately not used:
+before Python 3.13 its resource tracker unlinks segments when the process that
+created (or merely attached to) them exits, which loses objects still in use.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+
+from proxystore.exceptions import StoreConfigError
+from proxystore.store.file import FileStore
+
+__all__ = ['SharedMemoryStore']
+
+_SHM_ROOT = '/dev/shm'
+
+
+def _default_dir(name: str) -> str:
+    if not os.path.isdir(_SHM_ROOT):
+        raise StoreConfigError(
+            f'{_SHM_ROOT} does not exist on this system; pass store_dir= a directory on a '
+            'memory-backed file system (tmpfs), or use a FileStore.',
+        )
+    safe = re.sub(r'[^A-Za-z0-9_.-]', '_', name)
+    return os.path.join(_SHM_ROOT, f'proxystore-{os.getuid()}-{safe}')
+
+
+class SharedMemoryStore(FileStore):
+    """Store objects in shared memory, for processes on one node.
+
+    Args:
+        name: Name of the store.
+        store_dir: Directory on a memory-backed file system; default
+            ``/dev/shm/proxystore-<uid>-<name>``.
+        cache_size: Size of the local object cache (0 disables it).
+        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
+        signed: Require signing (see :class:`~proxystore.store.base.Store`).
+
+    Raises:
+        StoreConfigError: no ``/dev/shm`` and no ``store_dir``, or the
+            directory cannot be created.
+
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        store_dir: str | None = None,
+        cache_size: int = 16,
+        secret: str | bytes | None = None,
+        signed: bool | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            store_dir=store_dir if store_dir is not None else _default_dir(name),
+            cache_size=cache_size,
+            secret=secret,
+            signed=signed,
+        )
+
+    def _config(self) -> dict[str, object]:
+        return {'store_dir': self.store_dir}
+
+    def _get(self, key: str) -> memoryview | bytearray | None:  # type: ignore[override]
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._io_error(e, 'read', key) from e
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return bytearray()
+            # Private, copy-on-write mapping: writable views, stored bytes untouched.
+            return memoryview(
+                mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE),
+            )
+        except OSError as e:
+            raise self._io_error(e, 'map', key) from e
+        finally:
+            os.close(fd)

@@ -22,6 +22,7 @@ Hierarchy::
         ├── BatchSizeMismatchError (ValueError)
         ├── KeyNotFoundError (ValueError)
         ├── StoreConnectionError (ConnectionError)
+        │   └── StoreAuthenticationError
         └── StoreIOError (OSError)
             └── StoreFullError
 """
@@ -120,6 +121,10 @@ class KeyNotFoundError(StoreError, ValueError):
 
 class StoreConnectionError(StoreError, ConnectionError):
     """A store's server cannot be reached (or stopped answering in time)."""
+
+
+class StoreAuthenticationError(StoreConnectionError):
+    """A store's server refused the credentials (or needs some and got none)."""
 
 
 class StoreIOError(StoreError, OSError):

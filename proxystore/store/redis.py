@@ -31,6 +31,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from proxystore.exceptions import StoreAuthenticationError
 from proxystore.exceptions import StoreConnectionError
 from proxystore.exceptions import StoreError
 from proxystore.exceptions import StoreFullError
@@ -236,12 +237,16 @@ class RedisStore(Store):
         where += f', key {key!r})' if key is not None else ')'
         try:
             yield
+        except redis.exceptions.AuthenticationError as e:
+            raise self._auth_error(where, e) from e
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
             raise StoreConnectionError(
                 f'Cannot reach {where}: {e}. Check that redis-server is running '
                 'and that this host can connect to that address.',
             ) from e
         except redis.exceptions.ResponseError as e:
+            if str(e).startswith(('NOAUTH', 'WRONGPASS', 'NOPERM')):
+                raise self._auth_error(where, e) from e
             if str(e).startswith('OOM'):
                 raise StoreFullError(
                     f'{where} is out of memory: {e}. Evict objects or raise maxmemory.',
@@ -249,6 +254,13 @@ class RedisStore(Store):
             raise StoreError(f'{where} refused the command: {e}') from e
         except redis.exceptions.RedisError as e:
             raise StoreError(f'{where} failed: {e}') from e
+
+    @staticmethod
+    def _auth_error(where: str, e: Exception) -> StoreAuthenticationError:
+        return StoreAuthenticationError(
+            f'{where} refused authentication: {e}. Pass username=/password= to the store, '
+            'or set PROXYSTORE_REDIS_USERNAME/PROXYSTORE_REDIS_PASSWORD in this process.',
+        )
 
     def _connection(self) -> Any:
         pool = self._client.connection_pool
@@ -273,6 +285,11 @@ class RedisStore(Store):
                 try:
                     connection = self._connection()
                     result = operation(connection)
+                except redis.exceptions.AuthenticationError:
+                    if connection is not None:
+                        connection.disconnect()
+                        pool.release(connection)
+                    raise
                 except _CONNECTION_ERRORS:
                     if connection is not None:
                         connection.disconnect()

@@ -178,17 +178,24 @@ def redis_server_version() -> str:
     return out.strip() or 'unknown'
 
 
-def _git_commit() -> str:
+def _git(*args: str) -> str:
     try:
         out = subprocess.run(
-            ['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'],
-            capture_output=True,
-            text=True,
-            check=False,
+            ['git', '-C', REPO_ROOT, *args], capture_output=True, text=True, check=False
         )
     except OSError:
-        return 'unknown'
-    return out.stdout.strip() or 'unknown'
+        return ''
+    return out.stdout
+
+
+def library_state() -> str:
+    """The commit measured, and any uncommitted library files (they are measured too)."""
+    commit = _git('rev-parse', '--short', 'HEAD').strip() or 'unknown'
+    changed = _git('status', '--porcelain', '--', 'proxystore', 'integrations')
+    files = [line[3:].strip() for line in changed.splitlines() if line.strip()]
+    if not files:
+        return f'commit {commit}'
+    return f'commit {commit} + uncommitted changes in {", ".join(files)}'
 
 
 def machine_report(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -206,7 +213,7 @@ def machine_report(extra: dict[str, str] | None = None) -> dict[str, str]:
         'numpy': _version('numpy'),
         'redis-py': _version('redis'),
         'redis-server': redis_server_version(),
-        'proxystore': f'{_version("proxystore")} (commit {_git_commit()})',
+        'proxystore': f'{_version("proxystore")} ({library_state()})',
     }
     report.update(extra or {})
     return report

@@ -50,6 +50,9 @@ _oga = object.__getattribute__
 _osa = object.__setattr__
 _oda = object.__delattr__
 
+# The target slot holds this until the factory has been called.
+_UNSET: Any = type('_Unset', (), {'__repr__': lambda self: '<unresolved>', '__slots__': ()})()
+
 # Attributes of the proxy itself; every other name is forwarded to the target.
 _SLOTS = frozenset({'__proxy_factory__', '__proxy_target__', '__proxy_lock__'})
 _OWN = _SLOTS | {'__factory__', '__wrapped__', '__reduce__', '__reduce_ex__'}
@@ -58,10 +61,9 @@ _OWN = _SLOTS | {'__factory__', '__wrapped__', '__reduce__', '__reduce_ex__'}
 def _resolve(proxy: Proxy[Any]) -> Any:
     """Call the factory once (thread-safe) and remember its result."""
     with _oga(proxy, '__proxy_lock__'):
-        try:
-            return _oga(proxy, '__proxy_target__')
-        except AttributeError:
-            pass
+        target = _oga(proxy, '__proxy_target__')
+        if target is not _UNSET:
+            return target
         factory = _oga(proxy, '__proxy_factory__')
         try:
             target = factory()
@@ -74,10 +76,8 @@ def _resolve(proxy: Proxy[Any]) -> Any:
 
 
 def _target(proxy: Proxy[Any]) -> Any:
-    try:
-        return _oga(proxy, '__proxy_target__')
-    except AttributeError:
-        return _resolve(proxy)
+    target = _oga(proxy, '__proxy_target__')
+    return _resolve(proxy) if target is _UNSET else target
 
 
 class Proxy(Generic[T]):
@@ -100,6 +100,7 @@ class Proxy(Generic[T]):
                 'Wrap a callable with LambdaFactory(fn) or an object with SimpleFactory(obj).',
             )
         _osa(self, '__proxy_factory__', factory)
+        _osa(self, '__proxy_target__', _UNSET)
         _osa(self, '__proxy_lock__', threading.RLock())
 
     if TYPE_CHECKING:  # pragma: no cover - tells type checkers any attribute may exist
@@ -109,9 +110,8 @@ class Proxy(Generic[T]):
     def __getattribute__(self, name: str) -> Any:
         if name in _OWN:
             return _oga(self, name)
-        try:
-            target = _oga(self, '__proxy_target__')
-        except AttributeError:
+        target = _oga(self, '__proxy_target__')
+        if target is _UNSET:
             if name == '__class__':
                 # Answer isinstance() checks without fetching the target when
                 # the factory knows its type (engines call isinstance a lot).
@@ -133,7 +133,7 @@ class Proxy(Generic[T]):
         if name in _SLOTS:
             _oda(self, name)
         elif name == '__wrapped__':
-            _oda(self, '__proxy_target__')
+            _osa(self, '__proxy_target__', _UNSET)
         else:
             delattr(_target(self), name)
 
@@ -154,38 +154,8 @@ class Proxy(Generic[T]):
         return (type(self), (_oga(self, '__proxy_factory__'),))
 
     # Conversions and introspection.
-    def __repr__(self) -> str:
-        return repr(_target(self))
-
-    def __str__(self) -> str:
-        return str(_target(self))
-
-    def __bytes__(self) -> bytes:
-        return bytes(_target(self))
-
     def __format__(self, format_spec: str) -> str:
         return format(_target(self), format_spec)
-
-    def __dir__(self) -> list[str]:
-        return dir(_target(self))
-
-    def __hash__(self) -> int:
-        return hash(_target(self))
-
-    def __bool__(self) -> bool:
-        return bool(_target(self))
-
-    def __int__(self) -> int:
-        return int(_target(self))
-
-    def __float__(self) -> float:
-        return float(_target(self))
-
-    def __complex__(self) -> complex:
-        return complex(_target(self))
-
-    def __index__(self) -> int:
-        return operator.index(_target(self))
 
     def __round__(self, *args: Any) -> Any:
         return round(_target(self), *args)
@@ -215,24 +185,6 @@ class Proxy(Generic[T]):
         return issubclass(subclass, _target(self))
 
     # Containers, iteration, calling.
-    def __len__(self) -> int:
-        return len(_target(self))
-
-    def __length_hint__(self) -> int:
-        return operator.length_hint(_target(self))
-
-    def __iter__(self) -> Any:
-        return iter(_target(self))
-
-    def __reversed__(self) -> Any:
-        return reversed(_target(self))
-
-    def __contains__(self, item: Any) -> bool:
-        return item in _target(self)
-
-    def __getitem__(self, key: Any) -> Any:
-        return _target(self)[key]
-
     def __setitem__(self, key: Any, value: Any) -> None:
         _target(self)[key] = value
 
@@ -240,7 +192,8 @@ class Proxy(Generic[T]):
         del _target(self)[key]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _target(self)(*args, **kwargs)
+        target = _oga(self, '__proxy_target__')
+        return (_resolve(self) if target is _UNSET else target)(*args, **kwargs)
 
     def __enter__(self) -> Any:
         return _target(self).__enter__()
@@ -258,48 +211,31 @@ class Proxy(Generic[T]):
         return await _target(self).__aexit__(*args)
 
     # Unary operators.
-    def __neg__(self) -> Any:
-        return -_target(self)
 
-    def __pos__(self) -> Any:
-        return +_target(self)
+# The methods below look the target up inline (no helper call): this is the
+# per-operation cost of a proxy, so it is kept to one slot read and one test.
 
-    def __abs__(self) -> Any:
-        return abs(_target(self))
 
-    def __invert__(self) -> Any:
-        return ~_target(self)
+def _unary(op: Callable[[Any], Any]) -> Callable[[Proxy[Any]], Any]:
+    def method(self: Proxy[Any]) -> Any:
+        target = _oga(self, '__proxy_target__')
+        return op(_resolve(self) if target is _UNSET else target)
 
-    # Comparisons.
-    def __eq__(self, other: object) -> Any:
-        return _target(self) == other
-
-    def __ne__(self, other: object) -> Any:
-        return _target(self) != other
-
-    def __lt__(self, other: Any) -> Any:
-        return _target(self) < other
-
-    def __le__(self, other: Any) -> Any:
-        return _target(self) <= other
-
-    def __gt__(self, other: Any) -> Any:
-        return _target(self) > other
-
-    def __ge__(self, other: Any) -> Any:
-        return _target(self) >= other
+    return method
 
 
 def _forward(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
     def method(self: Proxy[Any], other: Any) -> Any:
-        return op(_target(self), other)
+        target = _oga(self, '__proxy_target__')
+        return op(_resolve(self) if target is _UNSET else target, other)
 
     return method
 
 
 def _reflect(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
     def method(self: Proxy[Any], other: Any) -> Any:
-        return op(other, _target(self))
+        target = _oga(self, '__proxy_target__')
+        return op(other, _resolve(self) if target is _UNSET else target)
 
     return method
 
@@ -311,6 +247,37 @@ def _inplace(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
         return self
 
     return method
+
+
+_UNARY: dict[str, Callable[[Any], Any]] = {
+    'repr': repr,
+    'str': str,
+    'bytes': bytes,
+    'dir': dir,
+    'hash': hash,
+    'bool': bool,
+    'int': int,
+    'float': float,
+    'complex': complex,
+    'index': operator.index,
+    'len': len,
+    'length_hint': operator.length_hint,
+    'iter': iter,
+    'reversed': reversed,
+    'neg': operator.neg,
+    'pos': operator.pos,
+    'abs': abs,
+    'invert': operator.invert,
+}
+
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    'eq': operator.eq,
+    'ne': operator.ne,
+    'lt': operator.lt,
+    'le': operator.le,
+    'gt': operator.gt,
+    'ge': operator.ge,
+}
 
 
 def _pow3(self: Proxy[Any], other: Any, modulo: Any = None) -> Any:
@@ -338,6 +305,12 @@ _BINARY = {
     'or': (operator.or_, operator.ior),
 }
 
+for _name, _fn in _UNARY.items():
+    setattr(Proxy, f'__{_name}__', _unary(_fn))
+for _name, _cmp in _COMPARISONS.items():
+    setattr(Proxy, f'__{_name}__', _forward(_cmp))
+setattr(Proxy, '__getitem__', _forward(operator.getitem))  # noqa: B010
+setattr(Proxy, '__contains__', _forward(operator.contains))  # noqa: B010
 for _name, (_op, _iop) in _BINARY.items():
     setattr(Proxy, f'__{_name}__', _forward(_op))
     setattr(Proxy, f'__r{_name}__', _reflect(_op))
@@ -345,7 +318,7 @@ for _name, (_op, _iop) in _BINARY.items():
         setattr(Proxy, f'__i{_name}__', _inplace(_iop))
 setattr(Proxy, '__pow__', _pow3)  # noqa: B010 - three-argument pow()
 setattr(Proxy, '__rpow__', _rpow3)  # noqa: B010
-del _name, _op, _iop
+del _name, _fn, _cmp, _op, _iop
 
 
 def is_proxy(obj: Any) -> bool:
@@ -377,11 +350,7 @@ def get_key(proxy: Proxy[Any]) -> str | None:
 
 def is_resolved(proxy: Proxy[Any]) -> bool:
     """Return whether the proxy's factory has been called (never resolves)."""
-    try:
-        _oga(_check(proxy), '__proxy_target__')
-    except AttributeError:
-        return False
-    return True
+    return _oga(_check(proxy), '__proxy_target__') is not _UNSET
 
 
 def resolve(proxy: Proxy[Any]) -> None:

@@ -212,6 +212,7 @@ class Proxy(Generic[T]):
 
     # Unary operators.
 
+
 # The methods below look the target up inline (no helper call): this is the
 # per-operation cost of a proxy, so it is kept to one slot read and one test.
 

@@ -24,6 +24,8 @@ from proxystore.exceptions import StoreFullError
 from proxystore.exceptions import StoreIOError
 from proxystore.serialize import Buffer
 from proxystore.store.base import Store
+from proxystore.store.buffers import MAP_THRESHOLD
+from proxystore.store.buffers import map_file
 
 __all__ = ['FileStore']
 
@@ -55,8 +57,11 @@ def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
                 written = 0
 
 
-def _read_all(fd: int) -> bytearray:
+def _read_all(fd: int) -> bytearray | memoryview:
+    """Return the file's bytes: mapped when large, read into a ``bytearray`` when small."""
     size = os.fstat(fd).st_size
+    if size >= MAP_THRESHOLD:
+        return map_file(fd, size)
     buffer = bytearray(size)
     view = memoryview(buffer)
     position = 0
@@ -152,7 +157,7 @@ class FileStore(Store):
                 os.unlink(tmp)
             raise self._io_error(e, 'write', key) from e
 
-    def _get(self, key: str) -> bytearray | None:
+    def _get(self, key: str) -> bytearray | memoryview | None:
         try:
             fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:

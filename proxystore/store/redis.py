@@ -37,6 +37,7 @@ from proxystore.exceptions import StoreError
 from proxystore.exceptions import StoreFullError
 from proxystore.serialize import Buffer
 from proxystore.store.base import Store
+from proxystore.store.buffers import allocate
 
 __all__ = ['RedisStore']
 
@@ -66,25 +67,57 @@ def _bulk(data: bytes) -> bytes:
 
 
 def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
-    """Frame ``DEL key`` and ``RPUSH key head chunk...`` commands; payload views are not copied.
+    """Frame ``DEL key`` and ``RPUSH key head chunk...``; payload views are not copied.
 
     Returns the buffers to send and the number of commands they contain.
+    Elements are grouped into as few ``RPUSH`` commands as keep each under
+    256 MiB (and so under Redis's query-buffer limit).
     """
     chunks = _chunks(parts, _CHUNK)
     total = sum(c.nbytes for c in chunks)
     out: list[Buffer] = [b'*2\r\n$3\r\nDEL\r\n' + _bulk(key)]
-    commands = 1
-    # One RPUSH per chunk keeps each command under Redis's query-buffer limit.
-    elements: list[list[Buffer]] = [[_HEAD.pack(_HEAD_MAGIC, total)]]
-    elements.extend([c] for c in chunks)
-    for element in elements:
-        out.append(b'*%d\r\n$5\r\nRPUSH\r\n' % (len(element) + 2) + _bulk(key))
-        for item in element:
+    groups: list[list[Buffer]] = [[_HEAD.pack(_HEAD_MAGIC, total)]]
+    size = 0
+    for chunk in chunks:
+        if size + chunk.nbytes > _CHUNK:
+            groups.append([])
+            size = 0
+        groups[-1].append(chunk)
+        size += chunk.nbytes
+    for group in groups:
+        out.append(b'*%d\r\n$5\r\nRPUSH\r\n' % (len(group) + 2) + _bulk(key))
+        for item in group:
             out.append(b'$%d\r\n' % memoryview(item).nbytes)
             out.append(item)
             out.append(_CRLF)
-        commands += 1
-    return out, commands
+    return out, 1 + len(groups)
+
+
+def _coalesce(buffers: Sequence[Buffer], small: int = 65536) -> list[Buffer]:
+    """Join runs of small buffers so each ``sendall`` moves a useful amount.
+
+    Large buffers (array data) pass through as views; only framing and small
+    payloads are copied.
+    """
+    out: list[Buffer] = []
+    run: list[Buffer] = []
+    run_size = 0
+    for buffer in buffers:
+        n = memoryview(buffer).nbytes
+        if n >= small:
+            if run:
+                out.append(b''.join(run))
+                run, run_size = [], 0
+            out.append(buffer)
+            continue
+        run.append(buffer)
+        run_size += n
+        if run_size >= small:
+            out.append(b''.join(run))
+            run, run_size = [], 0
+    if run:
+        out.append(b''.join(run))
+    return out
 
 
 class _ReplyReader:
@@ -115,7 +148,7 @@ class _ReplyReader:
         self.exact(view)
         self.exact(memoryview(bytearray(2)))
 
-    def read_list(self) -> bytearray | redis.exceptions.ResponseError | None:
+    def read_list(self) -> Buffer | redis.exceptions.ResponseError | None:
         """Read an LRANGE reply written by this store into one buffer (None if empty)."""
         line = self.line()
         if line[:1] == b'-':
@@ -130,7 +163,7 @@ class _ReplyReader:
         if size != _HEAD.size or head[:4] != _HEAD_MAGIC:
             raise StoreError('A Redis list under this key was not written by ProxyStore.')
         (total,) = struct.unpack_from('<Q', head, 4)
-        buffer = bytearray(total)
+        buffer = allocate(total)
         view = memoryview(buffer)
         position = 0
         for _ in range(count - 1):
@@ -318,6 +351,7 @@ class RedisStore(Store):
             buffers.extend(packed)
             queued += commands
         buffers.append(b'*1\r\n$4\r\nEXEC\r\n')
+        buffers = _coalesce(buffers)
 
         def transaction(connection: Any) -> None:
             connection.send_packed_command(buffers)

@@ -18,7 +18,6 @@ created (or merely attached to) them exits, which loses objects still in use.
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 
@@ -76,23 +75,3 @@ class SharedMemoryStore(FileStore):
 
     def _config(self) -> dict[str, object]:
         return {'store_dir': self.store_dir}
-
-    def _get(self, key: str) -> memoryview | bytearray | None:  # type: ignore[override]
-        try:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise self._io_error(e, 'read', key) from e
-        try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                return bytearray()
-            # Private, copy-on-write mapping: writable views, stored bytes untouched.
-            return memoryview(
-                mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE),
-            )
-        except OSError as e:
-            raise self._io_error(e, 'map', key) from e
-        finally:
-            os.close(fd)

@@ -25,7 +25,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.proxystore-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "setup: installing proxystore[all,dev] into .venv" >&2
-    .venv/bin/python -m pip install -q -e '.[all,dev]'
+    echo "setup: installing proxystore[all,dev,docs] into .venv" >&2
+    .venv/bin/python -m pip install -q -e '.[all,dev,docs]'
     touch "$stamp"
 fi

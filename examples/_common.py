@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import shutil
 import sys
@@ -70,6 +71,10 @@ class ExampleStore:
     def __exit__(self, *exc: Any) -> None:
         self.store.close()
         if self.tmp is not None:
+            # Intermediates are evicted once consumed: a finished run leaves nothing.
+            left = [f for f in os.listdir(self.tmp) if not f.startswith('.')]
+            if exc[0] is None:
+                print(f'objects left in the store: {len(left)}')
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 

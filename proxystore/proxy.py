@@ -322,6 +322,11 @@ setattr(Proxy, '__rpow__', _rpow3)  # noqa: B010
 del _name, _fn, _cmp, _op, _iop
 
 
+def _set_target(proxy: Proxy[T], target: T) -> None:
+    """Mark ``proxy`` resolved to ``target`` (for stores that already hold the object)."""
+    _osa(proxy, '__proxy_target__', target)
+
+
 def is_proxy(obj: Any) -> bool:
     """Return whether ``obj`` is a proxy (never resolves it)."""
     return isinstance(obj, Proxy)

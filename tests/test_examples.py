@@ -32,6 +32,7 @@ def test_example_proxied_and_baseline(name: str) -> None:
     proxied = run_example(name, *SMALL)
     assert '(correct)' in proxied and 'auto-proxy' in proxied
     assert 'engine channel 0.0' in proxied  # only proxies crossed the engine
+    assert 'objects left in the store: 0' in proxied  # every intermediate was evicted
     baseline = run_example(name, *SMALL, '--no-proxy')
     assert '(correct)' in baseline and 'store 0.000 MB' in baseline
 

@@ -30,6 +30,7 @@ from proxystore.exceptions import SerializationError
 from proxystore.exceptions import StoreConfigError
 from proxystore.factory import StoreFactory
 from proxystore.proxy import Proxy
+from proxystore.proxy import _set_target
 from proxystore.serialize import Buffer
 from proxystore.serialize import deserialize
 from proxystore.serialize import payload_size
@@ -362,7 +363,7 @@ class Store(ABC):
 
     def proxy(
         self,
-        obj: Any = _MISSING,
+        obj: Any = None,
         *,
         key: str | None = None,
         factory: type[StoreFactory[Any]] = StoreFactory,
@@ -375,7 +376,8 @@ class Store(ABC):
         """Store ``obj`` (unless only ``key`` is given) and return a proxy of it.
 
         Args:
-            obj: Object to store. Omit it to proxy an existing ``key``.
+            obj: Object to store. Leave it ``None`` and give ``key`` to proxy an
+                existing object (so ``None`` itself cannot be proxied).
             key: Key to store ``obj`` under, or the existing key to proxy.
             factory: :class:`StoreFactory` subclass that the proxy carries.
             evict: Delete the object from the store once the proxy resolves.
@@ -390,7 +392,7 @@ class Store(ABC):
 
         """
         start = time.perf_counter()
-        if obj is _MISSING:
+        if obj is None:
             if key is None:
                 raise StoreConfigError('proxy() needs an object or the key of an existing object.')
             if not self.exists(key):
@@ -401,8 +403,8 @@ class Store(ABC):
             key = self.set(obj, key=key, serialize=serialize, payload=payload)
             options = {'raw': raw, 'target_type': class_path(type(obj))}
         proxy = self._make_proxy(factory, key, evict=evict, strict=strict, **options)
-        if resolved and obj is not _MISSING:
-            object.__setattr__(proxy, '__proxy_target__', obj)
+        if resolved and obj is not None:
+            _set_target(proxy, obj)
         self._metrics.record('proxy', seconds=time.perf_counter() - start)
         return proxy
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import proxystore as ps
+from proxystore.proxy import is_proxy
 from proxystore.store.base import Store
 
 MB = 1024 * 1024
@@ -132,7 +133,17 @@ def wait_with_progress(futures: Iterable[Future[Any]], label: str) -> None:
         print(file=sys.stderr)
 
 
+def store_bytes(args: argparse.Namespace, arrays: list[np.ndarray], results: list[Any]) -> int:
+    """Bytes that traveled through the store: large arguments, and every result
+    that came back as a proxy (as large as its input)."""
+    if args.no_proxy:
+        return 0
+    proxied_args = sum(a.nbytes for a in arrays if a.nbytes > args.threshold)
+    return proxied_args + sum(a.nbytes for a, r in zip(arrays, results) if is_proxy(r))
+
+
 def report(
+    args: argparse.Namespace,
     name: str,
     total: float,
     expected: float,
@@ -141,6 +152,7 @@ def report(
     store_bytes: int,
 ) -> None:
     """Print the result and the closing line: wall time and bytes per channel."""
+    name = f'{name} ({"no proxies" if args.no_proxy else "auto-proxy"})'
     if not np.isclose(total, expected):
         raise SystemExit(f'{name}: wrong sum {total} (expected {expected})')
     print(f'sum = {total:.6f} (correct)')

@@ -19,8 +19,6 @@ import _common
 import numpy as np
 from proxystore.integrations.executor import ProxyExecutor
 
-from proxystore.proxy import is_proxy
-
 
 def double(x: Any) -> Any:
     return 2 * x
@@ -56,19 +54,14 @@ def main() -> None:
             results = [d.result() for d in doubled]
             result = executor.submit(total, results).result()
             engine = counter.nbytes + sum(_common.wire_size(r) for r in results)
-            proxied_args = (
-                0 if args.no_proxy else sum(a.nbytes for a in arrays if a.nbytes > args.threshold)
-            )
-            store_bytes = proxied_args + sum(
-                a.nbytes for a, r in zip(arrays, results) if is_proxy(r)
-            )
             _common.report(
-                f'process pool ({"no proxies" if args.no_proxy else "auto-proxy"})',
+                args,
+                'process pool',
                 result,
                 expected,
                 start,
                 engine,
-                store_bytes,
+                _common.store_bytes(args, arrays, results),
             )
 
 

@@ -22,8 +22,6 @@ import _common
 import numpy as np
 from proxystore.integrations.funcx import proxy_client
 
-from proxystore.proxy import is_proxy
-
 # funcx 2.4 is a shim over globus-compute-sdk and says so on import.
 warnings.filterwarnings('ignore', r'\s*The funcX SDK has been renamed', UserWarning)
 
@@ -89,19 +87,14 @@ def main() -> None:
             if service is not None
             else sum(_common.wire_size(r) for r in results)
         )
-        store_bytes = (
-            0
-            if args.no_proxy
-            else sum(a.nbytes for a in arrays)
-            + sum(a.nbytes for a, r in zip(arrays, results) if is_proxy(r))
-        )
         _common.report(
-            f'funcx ({"no proxies" if args.no_proxy else "auto-proxy"})',
+            args,
+            'funcx',
             result,
             expected,
             start,
             engine,
-            store_bytes,
+            _common.store_bytes(args, arrays, results),
         )
 
 

@@ -24,8 +24,6 @@ from proxystore.integrations.parsl import auto_proxy
 from proxystore.integrations.testing.parsl_configs import htex_config
 from proxystore.integrations.testing.parsl_configs import thread_config
 
-from proxystore.proxy import is_proxy
-
 
 def double(x: Any) -> Any:
     return 2 * x
@@ -73,21 +71,14 @@ def main() -> None:
             result = total_app(inputs=doubled).result()
             results = [d.result() for d in doubled]
             engine = counter.nbytes + sum(_common.wire_size(r) for r in results)
-            # Objects that traveled through the store: large arguments, and
-            # every result that came back as a proxy (as large as its input).
-            proxied_args = (
-                0 if args.no_proxy else sum(a.nbytes for a in arrays if a.nbytes > args.threshold)
-            )
-            store_bytes = proxied_args + sum(
-                a.nbytes for a, r in zip(arrays, results) if is_proxy(r)
-            )
             _common.report(
-                f'parsl-{args.executor} ({"no proxies" if args.no_proxy else "auto-proxy"})',
+                args,
+                f'parsl-{args.executor}',
                 result,
                 expected,
                 start,
                 engine,
-                store_bytes,
+                _common.store_bytes(args, arrays, results),
             )
         finally:
             dfk.cleanup()

@@ -38,15 +38,24 @@ redis_server = factories.redis_proc(
 )
 
 
-@pytest.fixture(scope='session')
-def redis_address(request: pytest.FixtureRequest) -> tuple[str, int]:
-    """(host, port) of a real redis-server private to this xdist worker."""
+def start_redis(request: pytest.FixtureRequest, fixture: str) -> tuple[str, int]:
+    """(host, port) of the pytest-redis process fixture ``fixture``.
+
+    Skips where redis-server is truly absent, but fails in CI, whose set-up
+    must install it.
+    """
     if REDIS_SERVER is None:
         if os.environ.get('CI'):
             pytest.fail('redis-server is not installed; .ci/run must install it.')
         pytest.skip('redis-server is not installed')
-    proc = request.getfixturevalue('redis_server')
+    proc = request.getfixturevalue(fixture)
     return proc.host, int(proc.port)
+
+
+@pytest.fixture(scope='session')
+def redis_address(request: pytest.FixtureRequest) -> tuple[str, int]:
+    """(host, port) of a real redis-server private to this xdist worker."""
+    return start_redis(request, 'redis_server')
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from proxystore.store.base import SECRET_ENV
 from proxystore.store.base import Store
 from proxystore.store.file import FileStore
 from tests.conftest import REDIS_SERVER
+from tests.conftest import start_redis
 
 SECRET = 'correct horse battery staple'
 
@@ -117,12 +118,7 @@ redis_auth_server = factories.redis_proc(
 
 @pytest.fixture(scope='module')
 def redis_auth(request: pytest.FixtureRequest) -> tuple[str, int]:
-    if REDIS_SERVER is None:
-        if os.environ.get('CI'):
-            pytest.fail('redis-server is not installed')
-        pytest.skip('redis-server is not installed')
-    proc = request.getfixturevalue('redis_auth_server')
-    return proc.host, int(proc.port)
+    return start_redis(request, 'redis_auth_server')
 
 
 def test_redis_password(redis_auth: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:

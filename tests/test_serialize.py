@@ -114,6 +114,16 @@ def test_read_only_input_gives_read_only_arrays() -> None:
     assert not out.flags.writeable
 
 
+def test_unpicklable_lambda_with_lock_and_socket() -> None:
+    import socket
+
+    lock = threading.Lock()
+    with pytest.raises(SerializationError, match='lock'):
+        serialize(lambda: lock.acquire())
+    with socket.socket() as sock, pytest.raises(SerializationError, match='socket'):
+        serialize({'connection': sock})
+
+
 def test_unpicklable_object() -> None:
     with pytest.raises(SerializationError, match='lock'):
         serialize(threading.Lock())

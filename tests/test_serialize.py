@@ -119,7 +119,7 @@ def test_unpicklable_lambda_with_lock_and_socket() -> None:
 
     lock = threading.Lock()
     with pytest.raises(SerializationError, match='lock'):
-        serialize(lambda: lock.acquire())
+        serialize(lambda: lock.acquire(timeout=1))
     with socket.socket() as sock, pytest.raises(SerializationError, match='socket'):
         serialize({'connection': sock})
 

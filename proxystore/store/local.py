@@ -15,8 +15,21 @@ from typing import Any
 from proxystore.serialize import Buffer
 from proxystore.store.base import Store
 from proxystore.store.base import _Object
+from proxystore.store.buffers import allocate
 
 __all__ = ['LocalStore']
+
+
+def _copy(parts: Sequence[Buffer]) -> Buffer:
+    """Concatenate ``parts`` into a new buffer (pre-faulted when large)."""
+    views = [memoryview(p).cast('B') for p in parts]
+    buffer = allocate(sum(v.nbytes for v in views))
+    target = memoryview(buffer)
+    position = 0
+    for view in views:
+        target[position : position + view.nbytes] = view
+        position += view.nbytes
+    return buffer
 
 
 class LocalStore(Store):
@@ -53,15 +66,17 @@ class LocalStore(Store):
         if len(parts) == 1 and isinstance(parts[0], _Object):
             value = parts[0]
         else:
-            value = b''.join(parts)
+            value = _copy(parts)
         with self._lock:
             self._data[key] = value
 
     def _get(self, key: str) -> Any:
         with self._lock:
             value = self._data.get(key)
+        if isinstance(value, _Object) or value is None:
+            return value
         # A private writable copy: arrays rebuilt over it may be changed freely.
-        return bytearray(value) if isinstance(value, bytes) else value
+        return _copy([value])
 
     def _exists(self, key: str) -> bool:
         with self._lock:

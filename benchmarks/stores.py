@@ -32,10 +32,12 @@ from proxystore.store.local import LocalStore
 
 DEFAULT_SIZES = '1KB,1MB,10MB,100MB'
 QUICK_SIZES = '1KB,1MB'
+STORES = ('file', 'shm', 'redis', 'local')
 PROXY_SIZE_BYTES = 100 << 20
 BATCH_COUNT = 100
 BATCH_OBJECT_BYTES = 1 << 10
 SMALL_BYTES = 1 << 20
+MAPPED_NOTE = '(mapped)'
 
 
 @dataclass
@@ -49,22 +51,71 @@ class Row:
     resolve: float | None = None
     resolve_bound: float | None = None
     bound: str = ''
+    use: float | None = None
+    use_bound: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Sample:
+    """One run of a cell (seconds): put, resolve, and resolve + one full read pass."""
+
+    put: float
+    resolve: float
+    use: float
+    mapped: bool = False
+
+
 # -- worker-side functions (run in the spawned process; each times itself) ------------
+#
+# Each returns (resolve seconds, use seconds, bytes resolved, mapped): "use" is
+# resolve + one full read pass over the array (float(np.sum(x))), taken from the
+# same start, so a resolve that only maps a file pays for its page faults there.
+# "mapped" says whether the array's memory is a mapping of a file (zero-copy).
+
+WorkerResult = tuple[float, float, int, bool]
 
 
-def _resolve_proxy(data: bytes) -> tuple[float, int]:
-    """Unpickle a proxy and resolve it; evict the object afterwards (untimed)."""
+def _touch(x: Any) -> float:
+    """One full read pass over the array."""
+    return float(np.sum(x))
+
+
+def _is_file_mapping(x: np.ndarray) -> bool:
+    """True if the array's memory lies in a file-backed mapping (``/proc/self/maps``).
+
+    Anonymous mappings (e.g. pre-faulted receive buffers) and the heap are not
+    file-backed: their bytes were copied in.
+    """
+    if x.nbytes == 0:
+        return False
+    address = x.__array_interface__['data'][0]
+    try:
+        with open('/proc/self/maps') as f:
+            for line in f:
+                fields = line.split()
+                start, end = (int(a, 16) for a in fields[0].split('-'))
+                if start <= address < end:
+                    return fields[4] != '0'  # inode of the mapped file, 0 if anonymous
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return False
+
+
+def _resolve_proxy(data: bytes) -> WorkerResult:
+    """Unpickle a proxy, resolve it, read it once; evict the object afterwards (untimed)."""
     start = time.perf_counter()
     proxy = pickle.loads(data)
     resolve(proxy)
-    elapsed = time.perf_counter() - start
-    nbytes = int(extract(proxy).nbytes)
+    resolved = time.perf_counter()
+    x = extract(proxy)
+    _touch(x)
+    used = time.perf_counter()
+    mapped = _is_file_mapping(x)
+    nbytes = int(x.nbytes)
     factory: Any = get_factory(proxy)
     factory.get_store().evict(factory.key)  # also drops the worker's cached copy
-    return elapsed, nbytes
+    return resolved - start, used - start, nbytes, mapped
 
 
 _redis_clients: dict[tuple[str, int], Any] = {}
@@ -79,32 +130,36 @@ def _redis_client(host: str, port: int) -> Any:
     return client
 
 
-def _resolve_redis_raw(host: str, port: int, key: str) -> tuple[float, int]:
-    """Lower bound: redis-py GET + pickle.loads."""
+def _resolve_redis_raw(host: str, port: int, key: str) -> WorkerResult:
+    """Lower bound: redis-py GET + pickle.loads (then the same read pass)."""
     client = _redis_client(host, port)
     start = time.perf_counter()
     obj = pickle.loads(client.get(key))
-    elapsed = time.perf_counter() - start
+    resolved = time.perf_counter()
+    _touch(obj)
+    used = time.perf_counter()
     client.delete(key)
-    return elapsed, int(obj.nbytes)
+    return resolved - start, used - start, int(obj.nbytes), _is_file_mapping(obj)
 
 
-def _resolve_file_raw(path: str) -> tuple[float, int]:
-    """Lower bound: read the file + pickle.loads."""
+def _resolve_file_raw(path: str) -> WorkerResult:
+    """Lower bound: read the file + pickle.loads (then the same read pass)."""
     start = time.perf_counter()
     with open(path, 'rb') as f:
         obj = pickle.loads(f.read())
-    elapsed = time.perf_counter() - start
+    resolved = time.perf_counter()
+    _touch(obj)
+    used = time.perf_counter()
     os.unlink(path)
-    return elapsed, int(obj.nbytes)
+    return resolved - start, used - start, int(obj.nbytes), _is_file_mapping(obj)
 
 
 def _in_worker(
     worker: ProcessPoolExecutor, fn: Callable[..., Any], *args: Any
-) -> tuple[float, int]:
-    """Run ``fn`` in the worker; it returns (seconds it measured, bytes it resolved)."""
-    elapsed, nbytes = worker.submit(fn, *args).result(timeout=600)
-    return float(elapsed), int(nbytes)
+) -> tuple[float, float, int, bool]:
+    """Run ``fn`` in the worker; see ``WorkerResult``."""
+    resolved, used, nbytes, mapped = worker.submit(fn, *args).result(timeout=600)
+    return float(resolved), float(used), int(nbytes), bool(mapped)
 
 
 # -- put/resolve per store ------------------------------------------------------------------
@@ -125,15 +180,18 @@ def runs_for(size: int, args: argparse.Namespace) -> tuple[int, int]:
     return args.repeat, args.warmup
 
 
-def _median_pairs(
-    run: Callable[[], tuple[float, float]], size: int, args: argparse.Namespace
-) -> tuple[float, float]:
-    """Medians of the two times ``run()`` returns (put, resolve)."""
+def _median_samples(run: Callable[[], Sample], size: int, args: argparse.Namespace) -> Sample:
+    """Medians of the times ``run()`` returns; mapped only if every timed run mapped."""
     repeat, warmup = runs_for(size, args)
     for _ in range(warmup):
         run()
-    pairs = [run() for _ in range(repeat)]
-    return common.median([p[0] for p in pairs]), common.median([p[1] for p in pairs])
+    samples = [run() for _ in range(repeat)]
+    return Sample(
+        common.median([s.put for s in samples]),
+        common.median([s.resolve for s in samples]),
+        common.median([s.use for s in samples]),
+        all(s.mapped for s in samples),
+    )
 
 
 def _check(nbytes: int, x: np.ndarray, what: str) -> None:
@@ -141,16 +199,55 @@ def _check(nbytes: int, x: np.ndarray, what: str) -> None:
         raise AssertionError(f'{what}: the worker resolved {nbytes} bytes, expected {x.nbytes}')
 
 
-def _store_put_resolve(
+def _store_sample(
     store: Store, worker: ProcessPoolExecutor, x: np.ndarray, args: argparse.Namespace
-) -> tuple[float, float]:
-    def run() -> tuple[float, float]:
+) -> Sample:
+    def run() -> Sample:
         put, proxy = _timed(lambda: store.proxy(x))
-        got, nbytes = _in_worker(worker, _resolve_proxy, pickle.dumps(proxy))
+        got, used, nbytes, mapped = _in_worker(worker, _resolve_proxy, pickle.dumps(proxy))
         _check(nbytes, x, store.name)
-        return put, got
+        return Sample(put, got, used, mapped)
 
-    return _median_pairs(run, x.nbytes, args)
+    return _median_samples(run, x.nbytes, args)
+
+
+def _copy_bounds(x: np.ndarray, args: argparse.Namespace) -> tuple[float, float]:
+    """In-process medians of ``np.copy(x)`` and of ``np.copy(x)`` + one read pass."""
+    copy = common.measure(lambda: np.copy(x), *runs_for(x.nbytes, args))
+    copy_use = common.measure(lambda: _touch(np.copy(x)), *runs_for(x.nbytes, args))
+    return copy, copy_use
+
+
+def _store_row(
+    size: int,
+    name: str,
+    got: Sample,
+    bound: Sample | tuple[float, float],
+    label: str,
+) -> Row:
+    """A row from the store's medians and its bound's (a Sample, or np.copy times)."""
+    if isinstance(bound, Sample):
+        put_bound, resolve_bound, use_bound = bound.put, bound.resolve, bound.use
+    else:
+        put_bound = resolve_bound = bound[0]
+        use_bound = bound[1]
+    return Row(
+        size,
+        name,
+        got.put,
+        put_bound,
+        got.resolve,
+        resolve_bound,
+        label,
+        use=got.use,
+        use_bound=use_bound,
+        notes=[MAPPED_NOTE] if got.mapped else [],
+    )
+
+
+def _report_mapped_bound(name: str, size: int, bound: Sample) -> None:
+    if bound.mapped:  # raw reads copy; say so if that ever changes
+        print(f'  note: the {name} lower bound at {common.format_size(size)} resolved a mapping')
 
 
 def bench_file(
@@ -168,26 +265,50 @@ def bench_file(
         os.makedirs(raw_dir)
         try:
             for size, x in arrays.items():
-                put, got = _store_put_resolve(store, worker, x, args)
+                got = _store_sample(store, worker, x, args)
 
-                def raw(x: np.ndarray = x) -> tuple[float, float]:
+                def raw(x: np.ndarray = x) -> Sample:
                     path = os.path.join(raw_dir, uuid.uuid4().hex)
                     start = time.perf_counter()
                     data = pickle.dumps(x, protocol=5)
                     with open(path, 'wb') as f:
                         f.write(data)
                     put = time.perf_counter() - start
-                    got, nbytes = _in_worker(worker, _resolve_file_raw, path)
+                    resolved, used, nbytes, mapped = _in_worker(worker, _resolve_file_raw, path)
                     _check(nbytes, x, 'file raw')
-                    return put, got
+                    return Sample(put, resolved, used, mapped)
 
-                put_bound, got_bound = _median_pairs(raw, x.nbytes, args)
+                bound = _median_samples(raw, x.nbytes, args)
+                _report_mapped_bound('file', size, bound)
                 rows.append(
-                    Row(
-                        size, 'file', put, put_bound, got, got_bound, 'pickle+write / read+unpickle'
-                    )
+                    _store_row(size, 'file', got, bound, 'pickle+write / read+unpickle (+sum)')
                 )
                 print(f'  file   {common.format_size(size):>7}: done', flush=True)
+            extra = {
+                'proxy_sizes': proxy_sizes(store),
+                'batch': bench_batch(store, args),
+                'leftover': len(os.listdir(store.store_dir)),
+            }
+        finally:
+            store.cleanup()
+    return rows, extra
+
+
+def bench_shm(
+    arrays: dict[int, np.ndarray], args: argparse.Namespace
+) -> tuple[list[Row], dict[str, Any]]:
+    """SharedMemoryStore (files in /dev/shm); its lower bound is one np.copy of the array."""
+    from proxystore.store.shm import SharedMemoryStore
+
+    rows = []
+    with common.spawn_worker(('numpy', 'proxystore', 'proxystore.store.shm')) as worker:
+        store = SharedMemoryStore(f'bench-shm-{uuid.uuid4().hex[:8]}')
+        try:
+            for size, x in arrays.items():
+                got = _store_sample(store, worker, x, args)
+                bound = _copy_bounds(x, args)
+                rows.append(_store_row(size, 'shm', got, bound, 'np.copy / np.copy (+sum)'))
+                print(f'  shm    {common.format_size(size):>7}: done', flush=True)
             extra = {
                 'proxy_sizes': proxy_sizes(store),
                 'batch': bench_batch(store, args),
@@ -214,20 +335,23 @@ def bench_redis(
         client = redis.Redis(host=host, port=port)
         try:
             for size, x in arrays.items():
-                put, got = _store_put_resolve(store, worker, x, args)
+                got = _store_sample(store, worker, x, args)
 
-                def raw(x: np.ndarray = x) -> tuple[float, float]:
+                def raw(x: np.ndarray = x) -> Sample:
                     key = uuid.uuid4().hex
                     start = time.perf_counter()
                     client.set(key, pickle.dumps(x, protocol=5))
                     put = time.perf_counter() - start
-                    got, nbytes = _in_worker(worker, _resolve_redis_raw, host, port, key)
+                    resolved, used, nbytes, mapped = _in_worker(
+                        worker, _resolve_redis_raw, host, port, key
+                    )
                     _check(nbytes, x, 'redis raw')
-                    return put, got
+                    return Sample(put, resolved, used, mapped)
 
-                put_bound, got_bound = _median_pairs(raw, x.nbytes, args)
+                bound = _median_samples(raw, x.nbytes, args)
+                _report_mapped_bound('redis', size, bound)
                 rows.append(
-                    Row(size, 'redis', put, put_bound, got, got_bound, 'pickle+SET / GET+unpickle')
+                    _store_row(size, 'redis', got, bound, 'pickle+SET / GET+unpickle (+sum)')
                 )
                 print(f'  redis  {common.format_size(size):>7}: done', flush=True)
             extra = {
@@ -248,16 +372,35 @@ def bench_local(arrays: dict[int, np.ndarray], args: argparse.Namespace) -> list
     try:
         for size, x in arrays.items():
 
-            def run(x: np.ndarray = x) -> tuple[float, float]:
+            def run(x: np.ndarray = x) -> Sample:
                 put, proxy = _timed(lambda: store.proxy(x))
-                got, _ = _timed(lambda: resolve(proxy))
+                start = time.perf_counter()
+                resolve(proxy)
+                resolved = time.perf_counter()
+                _touch(extract(proxy))
+                used = time.perf_counter()
                 store.evict(get_factory(proxy).key)  # type: ignore[attr-defined]
-                return put, got
+                return Sample(put, resolved - start, used - start)
 
-            put, got = _median_pairs(run, x.nbytes, args)
-            copy = common.measure(lambda x=x: np.copy(x), *runs_for(x.nbytes, args))
-            rows.append(Row(size, 'local (in-process)', put, copy, got, copy, 'np.copy / np.copy'))
-            rows.append(Row(size, 'np.copy', copy, None, copy, None, 'reference: one memory copy'))
+            got = _median_samples(run, x.nbytes, args)
+            copy, copy_use = _copy_bounds(x, args)
+            rows.append(
+                _store_row(
+                    size, 'local (in-process)', got, (copy, copy_use), 'np.copy / np.copy (+sum)'
+                )
+            )
+            rows.append(
+                Row(
+                    size,
+                    'np.copy',
+                    copy,
+                    None,
+                    copy,
+                    None,
+                    'reference: one memory copy (+sum)',
+                    use=copy_use,
+                )
+            )
             print(f'  local  {common.format_size(size):>7}: done', flush=True)
     finally:
         store.cleanup()
@@ -380,6 +523,9 @@ def bench_batch(store: Store, args: argparse.Namespace) -> dict[str, float]:
 
 
 def print_results(rows: list[Row]) -> None:
+    def ratio(value: float | None, bound: float | None) -> str:
+        return common.format_ratio(value / bound if value and bound else None)
+
     table = []
     for row in rows:
         table.append(
@@ -388,12 +534,14 @@ def print_results(rows: list[Row]) -> None:
                 row.store,
                 common.format_time(row.put),
                 common.format_time(row.put_bound),
-                common.format_ratio(row.put / row.put_bound if row.put and row.put_bound else None),
+                ratio(row.put, row.put_bound),
                 common.format_time(row.resolve),
                 common.format_time(row.resolve_bound),
-                common.format_ratio(
-                    row.resolve / row.resolve_bound if row.resolve and row.resolve_bound else None
-                ),
+                ratio(row.resolve, row.resolve_bound),
+                common.format_time(row.use),
+                common.format_time(row.use_bound),
+                ratio(row.use, row.use_bound),
+                ' '.join(row.notes),
                 row.bound,
             ]
         )
@@ -407,12 +555,36 @@ def print_results(rows: list[Row]) -> None:
             'resolve',
             'bound',
             'ratio',
-            'lower bound (put / resolve)',
+            'use',
+            'bound',
+            'ratio',
+            'note',
+            'lower bound (put / resolve (+sum))',
         ],
         table,
         title='Put (store.proxy(x), incl. serialization) and cross-process resolve '
-        '(timed inside a spawned worker: unpickle proxy + resolve); median; ratio = store / bound',
+        '(timed inside a spawned worker: unpickle proxy + resolve); use = resolve + one full '
+        'read pass (float(np.sum(x))), timed from the same start; median; ratio = store / bound',
     )
+    if any(MAPPED_NOTE in row.notes for row in rows):
+        print(
+            f'{MAPPED_NOTE}: the resolved array is a private mapping of the stored file (zero '
+            'copies); its pages are faulted in on first use, so compare "use", not "resolve".'
+        )
+
+
+PLOT_STYLES = {
+    'file': 'C0',
+    'shm': 'C1',
+    'redis': 'C3',
+    'local (in-process)': 'C2',
+    'np.copy': 'C7',
+}
+BOUND_LABELS = {
+    'file': 'file lower bound',
+    'shm': 'shm lower bound (np.copy)',
+    'redis': 'redis lower bound',
+}
 
 
 def plot(rows: list[Row], path: str) -> None:
@@ -424,33 +596,54 @@ def plot(rows: list[Row], path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    styles = {'file': 'C0', 'redis': 'C3', 'local (in-process)': 'C2', 'np.copy': 'C7'}
-    for ax, (what, bound) in zip(axes, [('put', 'put_bound'), ('resolve', 'resolve_bound')]):
-        for store, color in styles.items():
+    panels = [
+        ('put', 'put_bound', 'put (store.proxy)'),
+        ('resolve', 'resolve_bound', 'cross-process resolve'),
+        ('use', 'use_bound', 'first use: resolve + np.sum'),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(17, 4.5), sharey=True)
+    for ax, (what, bound, title) in zip(axes, panels):
+        for store, color in PLOT_STYLES.items():
             points = sorted(
-                (r.size, getattr(r, what), getattr(r, bound)) for r in rows if r.store == store
+                (r.size, getattr(r, what), getattr(r, bound), MAPPED_NOTE in r.notes)
+                for r in rows
+                if r.store == store and getattr(r, what) is not None
             )
             if not points:
                 continue
             sizes = [p[0] / (1 << 20) for p in points]
             ax.plot(sizes, [p[1] * 1e3 for p in points], 'o-', color=color, label=store)
-            if store in ('file', 'redis') and all(p[2] for p in points):
+            mapped = [(s, p[1] * 1e3) for s, p in zip(sizes, points) if p[3]]
+            if what == 'resolve' and mapped:
+                ax.plot(
+                    [m[0] for m in mapped],
+                    [m[1] for m in mapped],
+                    's',
+                    markersize=10,
+                    markerfacecolor='none',
+                    color=color,
+                    label=f'{store} {MAPPED_NOTE}',
+                )
+            if store in BOUND_LABELS and all(p[2] for p in points):
                 ax.plot(
                     sizes,
                     [p[2] * 1e3 for p in points],
                     'x--',
                     color=color,
-                    label=f'{store} lower bound',
+                    label=BOUND_LABELS[store],
                 )
         ax.set_xscale('log')
         ax.set_yscale('log')
         ax.set_xlabel('array size (MB)')
-        ax.set_title('put (store.proxy)' if what == 'put' else 'cross-process resolve')
+        ax.set_title(title)
         ax.grid(True, which='both', alpha=0.3)
     axes[0].set_ylabel('median time (ms)')
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
+    labels: dict[str, Any] = {}
+    for ax in axes:  # one legend for all panels, right of them
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    fig.legend(list(labels.values()), list(labels), loc='center right', fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -466,8 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         '--stores',
-        default='file,redis,local',
-        help='comma-separated stores to measure (default file,redis,local)',
+        default=','.join(STORES),
+        help=f'comma-separated stores to measure (default {",".join(STORES)})',
     )
     parser.add_argument(
         '--quick', action='store_true', help=f'fast small run (sizes {QUICK_SIZES})'
@@ -486,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in (args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)).split(',')
     ]
     stores = [s.strip() for s in args.stores.split(',') if s.strip()]
-    unknown = set(stores) - {'file', 'redis', 'local'}
+    unknown = set(stores) - set(STORES)
     if unknown:
         parser.error(f'unknown stores: {", ".join(sorted(unknown))}')
 
@@ -512,12 +705,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 'file' in stores:
         file_rows, extras['file'] = bench_file(arrays, args)
         rows += file_rows
+    if 'shm' in stores:
+        shm_rows, extras['shm'] = bench_shm(arrays, args)
+        rows += shm_rows
     if 'redis' in stores:
         redis_rows, extras['redis'] = bench_redis(arrays, args)
         rows += redis_rows
     if 'local' in stores:
         rows += bench_local(arrays, args)
-    order = {'file': 0, 'redis': 1, 'local (in-process)': 2, 'np.copy': 3}
+    order = {name: i for i, name in enumerate(PLOT_STYLES)}
     rows.sort(key=lambda r: (r.size, order[r.store]))
     print_results(rows)
 

@@ -69,6 +69,12 @@ def check_key(key: Any) -> str:
         raise InvalidKeyError(
             f'Invalid key {key!r}: keys may not start with "." or contain "/", "\\" or NUL.',
         )
+    try:
+        key.encode('utf-8')
+    except UnicodeEncodeError:
+        raise InvalidKeyError(
+            f'Invalid key {key!r}: keys must be encodable as UTF-8 (no lone surrogates).',
+        ) from None
     return key
 
 
@@ -298,15 +304,19 @@ class Store(ABC):
                 self._metrics.increment('cache_hits')
                 return cached
             self._metrics.increment('cache_misses')
-        with self._metrics.timer('get') as timing:
-            data = self._get(key)
-            if data is None:
-                return default
-            timing.nbytes = _size([data]) if not isinstance(data, _Object) else 0
-        obj = self._decode(data.obj if isinstance(data, _Object) else data, deserialize)
-        if deserialize:
-            self._cache.set(key, obj)
-        return obj
+        token = self._cache.begin_read(key)
+        obj: Any = _MISSING
+        try:
+            with self._metrics.timer('get') as timing:
+                data = self._get(key)
+                if data is None:
+                    return default
+                timing.nbytes = _size([data]) if not isinstance(data, _Object) else 0
+            obj = self._decode(data.obj if isinstance(data, _Object) else data, deserialize)
+            return obj
+        finally:
+            # Cached only if no set/evict of this key happened during the read.
+            self._cache.end_read(key, token, obj, store=deserialize and obj is not _MISSING)
 
     def get_batch(
         self, keys: Sequence[str], *, strict: bool = False, default: Any = None
@@ -322,18 +332,24 @@ class Store(ABC):
             else:
                 results[i] = cached
         if todo:
-            with self._metrics.timer('get', count=len(todo)) as timing:
-                datas = self._get_batch([keys[i] for i in todo])
-                timing.nbytes = sum(
-                    _size([d]) for d in datas if d is not None and not isinstance(d, _Object)
-                )
-            for i, data in zip(todo, datas):
-                if data is None:
-                    results[i] = default
-                    continue
-                obj = self._decode(data.obj if isinstance(data, _Object) else data, True)
-                self._cache.set(keys[i], obj)
-                results[i] = obj
+            tokens = [self._cache.begin_read(keys[i]) for i in todo]
+            decoded: list[Any] = [_MISSING] * len(todo)
+            try:
+                with self._metrics.timer('get', count=len(todo)) as timing:
+                    datas = self._get_batch([keys[i] for i in todo])
+                    timing.nbytes = sum(
+                        _size([d]) for d in datas if d is not None and not isinstance(d, _Object)
+                    )
+                for n, (i, data) in enumerate(zip(todo, datas)):
+                    if data is None:
+                        results[i] = default
+                        continue
+                    decoded[n] = self._decode(data.obj if isinstance(data, _Object) else data, True)
+                    results[i] = decoded[n]
+            finally:
+                for n, i in enumerate(todo):
+                    store = decoded[n] is not _MISSING
+                    self._cache.end_read(keys[i], tokens[n], decoded[n], store=store)
         return results
 
     def exists(self, key: str) -> bool:
@@ -345,9 +361,10 @@ class Store(ABC):
     def evict(self, key: str) -> None:
         """Delete ``key`` from the store and the local cache (a missing key is fine)."""
         check_key(key)
-        self._cache.evict(key)
         with self._metrics.timer('evict'):
             self._evict(key)
+        # After the delete: a read racing it cannot re-cache the old value.
+        self._cache.evict(key)
 
     def is_cached(self, key: str, *, strict: bool = False) -> bool:
         """Return whether ``key``'s object is in the local cache.

@@ -133,10 +133,15 @@ class FileStore(Store):
     def _io_error(self, e: OSError, action: str, key: str) -> StoreIOError:
         where = f'{action} key {key!r} of FileStore {self.name!r} in {self.store_dir!r}'
         if e.errno in _FULL_ERRNOS:
+            reason = {
+                errno.ENOSPC: 'No space left',
+                errno.EDQUOT: 'Disk quota exceeded',
+                errno.EFBIG: 'File size limit exceeded',
+            }[e.errno]
             return StoreFullError(
                 e.errno,
-                f'No space left to {where}; nothing was written. Free space or '
-                'use a store_dir on a larger file system.',
+                f'{reason} to {where}; nothing was written. Free space, raise the limit, '
+                'or use a store_dir on a larger file system.',
             )
         return StoreIOError(e.errno, f'Cannot {where}: {e.strerror or e}.')
 
@@ -144,7 +149,15 @@ class FileStore(Store):
         path = self._path(key)
         tmp = os.path.join(self.store_dir, f'{_TMP_PREFIX}{uuid.uuid4().hex}')
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self._file_mode)
+            try:
+                fd = os.open(
+                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self._file_mode
+                )
+            except FileNotFoundError:  # store_dir removed (cleanup()): make it again
+                os.makedirs(self.store_dir, mode=0o700, exist_ok=True)
+                fd = os.open(
+                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self._file_mode
+                )
             try:
                 _write_all(fd, parts)
                 if self._fsync:
@@ -182,7 +195,31 @@ class FileStore(Store):
         except OSError as e:
             raise self._io_error(e, 'delete', key) from e
 
+    def remove_stale_temporaries(self, age: float = 3600.0) -> int:
+        """Delete temporary files older than ``age`` seconds; return how many.
+
+        A writer killed mid-write leaves its temporary file behind (readers
+        never see it). Writes in progress are younger than any sensible
+        ``age``, so this is safe while the store is in use; ``cleanup()``
+        removes everything instead.
+        """
+        import time
+
+        removed = 0
+        cutoff = time.time() - age
+        with os.scandir(self.store_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(_TMP_PREFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.stat().st_mtime < cutoff:
+                            os.unlink(entry.path)
+                            removed += 1
+        return removed
+
     def _cleanup(self) -> None:
-        """Delete ``store_dir`` and every object (and temporary file) in it."""
+        """Delete ``store_dir`` and every object (and temporary file) in it.
+
+        The store stays usable: the next ``set`` creates the directory again.
+        """
         shutil.rmtree(self.store_dir, ignore_errors=True)
         logger.debug('Removed FileStore directory %s', self.store_dir)

@@ -31,6 +31,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from proxystore.exceptions import ProxyStoreError
 from proxystore.exceptions import StoreAuthenticationError
 from proxystore.exceptions import StoreConnectionError
 from proxystore.exceptions import StoreError
@@ -152,7 +153,12 @@ class _ReplyReader:
         """Read an LRANGE reply written by this store into one buffer (None if empty)."""
         line = self.line()
         if line[:1] == b'-':
-            return redis.exceptions.ResponseError(line[1:].decode(errors='replace'))
+            message = line[1:].decode(errors='replace')
+            if message.startswith('LOADING'):  # transient: retried like a lost connection
+                raise redis.exceptions.BusyLoadingError(message)
+            if message.startswith(('NOAUTH', 'WRONGPASS', 'NOPERM')):
+                raise redis.exceptions.AuthenticationError(message)
+            return redis.exceptions.ResponseError(message)
         count = int(line[1:])
         if count <= 0:
             return None
@@ -270,11 +276,20 @@ class RedisStore(Store):
         where += f', key {key!r})' if key is not None else ')'
         try:
             yield
+        except ProxyStoreError:
+            raise
         except redis.exceptions.AuthenticationError as e:
             raise self._auth_error(where, e) from e
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+        except redis.exceptions.BusyLoadingError as e:
             raise StoreConnectionError(
-                f'Cannot reach {where}: {e}. Check that redis-server is running '
+                f'{where} is still loading its data set: {str(e).rstrip(".")}. Retry shortly, '
+                'or raise retries= so the store waits for it.',
+            ) from e
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
+            # OSError: socket errors and timeouts of this module's own reply reader.
+            reason = str(e).rstrip('.') or type(e).__name__
+            raise StoreConnectionError(
+                f'Cannot reach {where}: {reason}. Check that redis-server is running '
                 'and that this host can connect to that address.',
             ) from e
         except redis.exceptions.ResponseError as e:

@@ -174,13 +174,6 @@ def test_threads_share_one_store_object(store: Store, record_property: Any) -> N
     assert metrics['set']['bytes'] > 0 and metrics['get']['bytes'] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason='Store.get caches the value it read after a concurrent set()/evict() of the same '
-    'key on the same store object already invalidated the cache: later non-strict gets '
-    'return the overwritten (or evicted) value',
-)
 @pytest.mark.parametrize('writer', ['set', 'evict'])
 def test_cache_is_not_repopulated_by_a_read_that_raced_a_write(store: Store, writer: str) -> None:
     """Deterministic interleaving of the race the thread stress test can only hit by chance.

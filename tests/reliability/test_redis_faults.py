@@ -24,7 +24,6 @@ import pytest
 
 import proxystore as ps
 from proxystore.exceptions import StoreConnectionError
-from proxystore.exceptions import StoreError
 from proxystore.store.redis import RedisStore
 from tests.reliability._helpers import RedisServer
 from tests.reliability._helpers import content_hash
@@ -346,12 +345,6 @@ def test_workflow_loop_survives_kill_and_restart(
     _report(record_property, 'redis workflow kill/restart', [*timeline, summary])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason='RedisStore.get with retries=0 leaks the builtin TimeoutError of its own reply '
-    'reader (socket timeout) instead of raising StoreConnectionError',
-)
 def test_hung_server_without_retries_raises_store_connection_error(
     private_redis: RedisServer,
 ) -> None:
@@ -367,12 +360,6 @@ def test_hung_server_without_retries_raises_store_connection_error(
         server.signal(signal.SIGCONT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StoreError,
-    reason='RedisStore.get against a server still loading its data raises a plain StoreError '
-    '("refused the command: LOADING") while set/exists/evict raise StoreConnectionError',
-)
 def test_get_while_server_loads_raises_store_connection_error(
     redis_factory: Callable[..., RedisServer],
 ) -> None:

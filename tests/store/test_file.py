@@ -52,12 +52,37 @@ def test_key_too_long_for_a_file_name(tmp_path: Path) -> None:
         store.set('x', key='k' * 300)
 
 
-def test_write_after_dir_removed_is_store_error(tmp_path: Path) -> None:
+def test_store_usable_after_cleanup(tmp_path: Path) -> None:
     store = FileStore('f', store_dir=tmp_path / 's')
+    old = store.set('old')
     store.cleanup()
+    assert store.get(old) is None
+    assert store.get(store.set('x')) == 'x'  # the directory is made again
+
+
+def test_io_error_names_store_key_and_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    store = FileStore('f', store_dir=tmp_path / 's')
+    store.store_dir = str(blocker)  # a directory that became a file behind our back
     with pytest.raises(StoreIOError) as info:
-        store.set('x')
-    assert isinstance(info.value, OSError) and "'f'" in str(info.value)
+        store.set('x', key='k1')
+    assert isinstance(info.value, OSError)
+    assert (
+        "'f'" in str(info.value) and "'k1'" in str(info.value) and str(blocker) in str(info.value)
+    )
+
+
+def test_remove_stale_temporaries(tmp_path: Path) -> None:
+    store = FileStore('f', store_dir=tmp_path)
+    key = store.set('kept')
+    stale = tmp_path / '.tmp-dead-writer'
+    fresh = tmp_path / '.tmp-live-writer'
+    stale.write_bytes(b'partial')
+    fresh.write_bytes(b'partial')
+    os.utime(stale, (1, 1))
+    assert store.remove_stale_temporaries(age=60) == 1
+    assert not stale.exists() and fresh.exists() and store.get(key) == 'kept'
 
 
 def test_fsync_option_roundtrip(tmp_path: Path) -> None:

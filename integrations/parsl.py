@@ -116,6 +116,7 @@ class AutoProxyApp:
         functools.update_wrapper(self, app.func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit the app with large arguments proxied; returns its ``AppFuture``."""
         args, kwargs = self.policy.proxy_arguments(args, kwargs)
         if any(isinstance(a, Future) for a in (*args, *kwargs.values(), *kwargs.get('inputs', ()))):
             dfk = self.app.data_flow_kernel or DataFlowKernelLoader.dfk()

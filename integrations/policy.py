@@ -202,6 +202,7 @@ class ProxyResults:
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function and proxy its result if large."""
         return self.policy.proxy_result(self.function(*args, **kwargs))
 
     def __repr__(self) -> str:

@@ -73,6 +73,7 @@ class Factory(Generic[T]):
         return None
 
     def __call__(self) -> T:
+        """Return the target: a pending background resolve's result, else :meth:`resolve`."""
         future = self._future
         if future is not None:
             self._future = None

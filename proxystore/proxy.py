@@ -192,6 +192,7 @@ class Proxy(Generic[T]):
         del _target(self)[key]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the target."""
         target = _oga(self, '__proxy_target__')
         return (_resolve(self) if target is _UNSET else target)(*args, **kwargs)
 

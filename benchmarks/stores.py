@@ -284,14 +284,19 @@ def bench_file(
                     _store_row(size, 'file', got, bound, 'pickle+write / read+unpickle (+sum)')
                 )
                 print(f'  file   {common.format_size(size):>7}: done', flush=True)
-            extra = {
-                'proxy_sizes': proxy_sizes(store),
-                'batch': bench_batch(store, args),
-                'leftover': len(os.listdir(store.store_dir)),
-            }
+            extra = _extras(store, args, lambda: len(os.listdir(store.store_dir)))
         finally:
             store.cleanup()
     return rows, extra
+
+
+def _extras(
+    store: Store, args: argparse.Namespace, count_left: Callable[[], int]
+) -> dict[str, Any]:
+    """Per-store extras: pickled proxy sizes, batch speed-ups, then objects left behind."""
+    sizes = proxy_sizes(store)
+    batch = bench_batch(store, args)
+    return {'proxy_sizes': sizes, 'batch': batch, 'leftover': count_left()}
 
 
 def bench_shm(
@@ -309,11 +314,7 @@ def bench_shm(
                 bound = _copy_bounds(x, args)
                 rows.append(_store_row(size, 'shm', got, bound, 'np.copy / np.copy (+sum)'))
                 print(f'  shm    {common.format_size(size):>7}: done', flush=True)
-            extra = {
-                'proxy_sizes': proxy_sizes(store),
-                'batch': bench_batch(store, args),
-                'leftover': len(os.listdir(store.store_dir)),
-            }
+            extra = _extras(store, args, lambda: len(os.listdir(store.store_dir)))
         finally:
             store.cleanup()
     return rows, extra
@@ -354,11 +355,7 @@ def bench_redis(
                     _store_row(size, 'redis', got, bound, 'pickle+SET / GET+unpickle (+sum)')
                 )
                 print(f'  redis  {common.format_size(size):>7}: done', flush=True)
-            extra = {
-                'proxy_sizes': proxy_sizes(store),
-                'batch': bench_batch(store, args),
-                'leftover': int(client.dbsize()),
-            }
+            extra = _extras(store, args, lambda: int(client.dbsize()))
         finally:
             store.cleanup()
             client.close()

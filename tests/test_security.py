@@ -145,3 +145,61 @@ def test_redis_password(redis_auth: tuple[str, int], monkeypatch: pytest.MonkeyP
         'shared', hostname=host, port=port, password='redis-pass', share_credentials=True
     )
     assert b'redis-pass' in pickle.dumps(shared.proxy([3]))
+
+
+@pytest.fixture
+def redis_tls(tmp_path: Path) -> Any:
+    """A redis-server that speaks only TLS, with a self-signed certificate for 127.0.0.1."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    openssl = shutil.which('openssl')
+    if REDIS_SERVER is None or openssl is None:
+        pytest.skip('redis-server and openssl are needed for the TLS test')
+    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
+    subprocess.run(
+        [openssl, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+         '-keyout', str(key), '-out', str(cert), '-subj', '/CN=127.0.0.1',
+         '-addext', 'subjectAltName=IP:127.0.0.1'],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [REDIS_SERVER, '--port', '0', '--tls-port', str(port), '--bind', '127.0.0.1',
+         '--tls-cert-file', str(cert), '--tls-key-file', str(key),
+         '--tls-ca-cert-file', str(cert), '--tls-auth-clients', 'no',
+         '--save', '', '--dir', str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(('127.0.0.1', port)) == 0:
+                break
+        if server.poll() is not None:
+            pytest.skip(f'redis-server without TLS support: {server.stderr.read()[-200:]!r}')  # type: ignore[union-attr]
+        time.sleep(0.05)
+    yield port, str(cert)
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_redis_over_tls(redis_tls: tuple[int, str]) -> None:
+    from proxystore.store.redis import RedisStore
+
+    port, ca = redis_tls
+    store = RedisStore(
+        'tls', hostname='127.0.0.1', port=port, redis_kwargs={'ssl': True, 'ssl_ca_certs': ca}
+    )
+    big = np.random.default_rng(0).random(2_000_000)  # through the zero-copy send/receive path
+    key = store.set(big)
+    assert np.array_equal(store.get(key, strict=True), big)
+    assert store.get_batch([key, 'missing'])[1] is None
+    assert store.config()['redis_kwargs'] == {'ssl': True, 'ssl_ca_certs': ca}
+    plain = RedisStore('no-tls', hostname='127.0.0.1', port=port, timeout=2, retries=0)
+    with pytest.raises(ps.exceptions.StoreConnectionError, match=str(port)):
+        plain.set('x')

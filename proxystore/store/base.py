@@ -35,6 +35,7 @@ from proxystore.serialize import Buffer
 from proxystore.serialize import deserialize
 from proxystore.serialize import payload_size
 from proxystore.serialize import serialize_parts
+from proxystore.store import registry
 from proxystore.store.cache import LRUCache
 from proxystore.store.metrics import Metrics
 from proxystore.utils import class_path
@@ -142,8 +143,6 @@ class Store(ABC):
         self._secret: bytes | None = secret if signed is not False else None
         self._cache = LRUCache(cache_size)
         self._metrics = Metrics()
-        from proxystore.store import registry
-
         registry._track_instance(self)
 
     # -- identity and configuration -------------------------------------
@@ -181,9 +180,7 @@ class Store(ABC):
     def __reduce__(self) -> tuple[Any, ...]:
         # A store pickles as a reference: unpickled, it is the store of that
         # name in the receiving process (found or rebuilt), never a copy.
-        from proxystore.store.registry import lookup_store
-
-        return (lookup_store, (class_path(type(self)), self._name, self.config()))
+        return (registry.lookup_store, (class_path(type(self)), self._name, self.config()))
 
     # -- objects ---------------------------------------------------------
 
@@ -202,7 +199,7 @@ class Store(ABC):
 
     def _encode(self, obj: Any, serialize: bool) -> list[Any]:
         if serialize:
-            return serialize_parts(obj, secret=self._secret)
+            return self.serialize(obj)
         kind = _raw_kind(obj, self.stores_objects)
         if kind == 'str':
             return [obj.encode('utf-8')]

@@ -23,11 +23,11 @@ from typing import Any
 import common
 import funcx_apps
 import numpy as np
+
 from proxystore.integrations.funcx import proxy_client
 from proxystore.integrations.testing.funcx_service import MAX_REQUEST_SIZE
 from proxystore.integrations.testing.funcx_service import FuncXServiceDouble
 from proxystore.integrations.testing.funcx_service import wait_for_result
-
 from proxystore.store.file import FileStore
 
 # Before anything imports funcx (the double's make_client does; nothing above does):

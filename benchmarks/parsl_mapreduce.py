@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import parsl
     from parsl import python_app
+
     from proxystore.integrations.parsl import auto_proxy
     from proxystore.integrations.testing.parsl_configs import htex_config
 

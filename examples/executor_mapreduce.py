@@ -17,6 +17,7 @@ from typing import Any
 
 import _common
 import numpy as np
+
 from proxystore.integrations.executor import ProxyExecutor
 
 

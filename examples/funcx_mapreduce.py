@@ -20,6 +20,7 @@ from typing import Any
 
 import _common
 import numpy as np
+
 from proxystore.integrations.funcx import proxy_client
 
 # funcx 2.4 is a shim over globus-compute-sdk and says so on import.

@@ -20,6 +20,7 @@ import _common
 import numpy as np
 import parsl
 from parsl import python_app
+
 from proxystore.integrations.parsl import auto_proxy
 from proxystore.integrations.testing.parsl_configs import htex_config
 from proxystore.integrations.testing.parsl_configs import thread_config

@@ -18,8 +18,8 @@ from concurrent.futures import Future
 from typing import Any
 from typing import TypeVar
 
-from proxystore.proxy import Proxy
 from proxystore.proxy import get_key
+from proxystore.proxy import is_proxy
 from proxystore.store.base import Store
 
 from .policy import DEFAULT_THRESHOLD
@@ -73,7 +73,7 @@ class ProxyExecutor(Executor):
         return self.policy.store
 
     def _track(self, obj: Any) -> None:
-        if type(obj) is Proxy:
+        if is_proxy(obj):
             key = get_key(obj)
             if key is not None:
                 with self._lock:

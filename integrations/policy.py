@@ -29,6 +29,7 @@ from proxystore.factory import Factory
 from proxystore.proxy import Proxy
 from proxystore.proxy import get_factory
 from proxystore.proxy import get_key
+from proxystore.proxy import is_proxy
 from proxystore.serialize import payload_size
 from proxystore.store.base import Store
 from proxystore.store.registry import get_store
@@ -133,7 +134,8 @@ class ProxyPolicy:
 
         Proxies and futures are returned untouched (never resolved).
         """
-        if isinstance(obj, _NEVER_PROXIED) or type(obj) is Proxy or isinstance(obj, Future):
+        # The proxy test comes first: isinstance() with other classes may resolve a proxy.
+        if is_proxy(obj) or isinstance(obj, (*_NEVER_PROXIED, Future)):
             return obj
         size = _direct_size(obj)
         payload = None
@@ -175,7 +177,7 @@ class ProxyPolicy:
     def proxy_result(self, result: Any) -> Any:
         """Proxy a large result; in a worker process, as a carrier that pickles to the proxy."""
         proxied = self.maybe_proxy(result)
-        if type(proxied) is Proxy and self._origin != _PROCESS_TOKEN:
+        if is_proxy(proxied) and self._origin != _PROCESS_TOKEN:
             return _ProxyCarrier(get_factory(proxied))
         return proxied
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from proxystore.integrations.executor import ProxyExecutor
 
 from proxystore.exceptions import IntegrationConfigError
+from proxystore.integrations.executor import ProxyExecutor
 from proxystore.proxy import get_key
 from proxystore.proxy import is_proxy
 from proxystore.proxy import is_resolved
@@ -72,3 +72,15 @@ def test_evict_on_shutdown(shared_store: Store) -> None:
 def test_bad_threshold(shared_store: Store) -> None:
     with pytest.raises(IntegrationConfigError):
         ProxyExecutor(ThreadPoolExecutor(1), store=shared_store, threshold=0)
+
+
+def test_proxies_of_unknown_type_pass_through_unresolved(shared_store: Store) -> None:
+    from proxystore.factory import LambdaFactory
+    from proxystore.integrations.policy import ProxyPolicy
+    from proxystore.proxy import Proxy
+
+    calls = []
+    lazy = Proxy(LambdaFactory(lambda: calls.append(1) or np.ones(THRESHOLD * 2)))
+    policy = ProxyPolicy(shared_store, THRESHOLD)
+    assert policy.maybe_proxy(lazy) is lazy
+    assert not calls and not is_resolved(lazy)

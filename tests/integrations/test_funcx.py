@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip('funcx')
 
 from globus_sdk import GlobusAPIError
+
 from proxystore.integrations.funcx import proxy_client
 from proxystore.integrations.testing import funcx_tasks
 from proxystore.integrations.testing.funcx_service import FuncXServiceDouble
 from proxystore.integrations.testing.funcx_service import wait_for_batch
 from proxystore.integrations.testing.funcx_service import wait_for_result
-
 from proxystore.proxy import is_proxy
 from proxystore.proxy import is_resolved
 from proxystore.store.base import Store

@@ -13,6 +13,7 @@ pytest.importorskip('funcx')
 from globus_compute_sdk.errors import TaskExecutionFailed
 from globus_sdk import GlobusAPIError
 from globus_sdk import GlobusConnectionError
+
 from proxystore.integrations.testing import funcx_tasks
 from proxystore.integrations.testing.funcx_service import MAX_REQUEST_SIZE
 from proxystore.integrations.testing.funcx_service import MAX_RESULT_SIZE

@@ -9,12 +9,12 @@ import pytest
 
 parsl = pytest.importorskip('parsl')
 from parsl import python_app  # noqa: E402
+
+from proxystore.exceptions import IntegrationConfigError  # noqa: E402
 from proxystore.integrations.parsl import auto_proxy  # noqa: E402
 from proxystore.integrations.parsl import disable_auto_proxy  # noqa: E402
 from proxystore.integrations.parsl import enable_auto_proxy  # noqa: E402
 from proxystore.integrations.parsl import proxy_app  # noqa: E402
-
-from proxystore.exceptions import IntegrationConfigError  # noqa: E402
 from proxystore.proxy import get_key  # noqa: E402
 from proxystore.proxy import is_proxy  # noqa: E402
 from proxystore.proxy import is_resolved  # noqa: E402

@@ -7,8 +7,8 @@ import pytest
 
 parsl = pytest.importorskip('parsl')
 from parsl import python_app  # noqa: E402
-from proxystore.integrations.parsl import auto_proxy  # noqa: E402
 
+from proxystore.integrations.parsl import auto_proxy  # noqa: E402
 from proxystore.proxy import get_key  # noqa: E402
 from proxystore.proxy import is_proxy  # noqa: E402
 from proxystore.proxy import is_resolved  # noqa: E402

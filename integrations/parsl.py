@@ -42,6 +42,7 @@ try:
     from parsl.dataflow.dependency_resolvers import DependencyResolver
 except ImportError:  # pragma: no cover - Parsl releases before 2024
     DependencyResolver = None  # type: ignore[assignment,misc]
+from proxystore.proxy import is_proxy
 from proxystore.store.base import Store
 
 from .policy import DEFAULT_THRESHOLD
@@ -72,7 +73,7 @@ class _CheckingUnwrap:
 
     def __call__(self, obj: Any) -> Any:
         value = self.inner(obj)
-        if isinstance(obj, Future):
+        if not is_proxy(obj) and isinstance(obj, Future):
             policy = _future_policies.get(obj) or self.policy
             if policy is not None:
                 return policy.maybe_proxy(value)
@@ -96,11 +97,10 @@ def _install_resolver(dfk: DataFlowKernel, policy: ProxyPolicy | None = None) ->
         )
 
 
-def _mark_futures(policy: ProxyPolicy, args: Any, kwargs: dict[str, Any]) -> None:
+def _futures(args: Any, kwargs: dict[str, Any]) -> list[Future[Any]]:
+    """Futures among the arguments (proxies are skipped without being resolved)."""
     candidates = [*args, *kwargs.values(), *kwargs.get('inputs', ())]
-    for obj in candidates:
-        if isinstance(obj, Future):
-            _future_policies[obj] = policy
+    return [obj for obj in candidates if not is_proxy(obj) and isinstance(obj, Future)]
 
 
 class AutoProxyApp:
@@ -118,10 +118,11 @@ class AutoProxyApp:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the app with large arguments proxied; returns its ``AppFuture``."""
         args, kwargs = self.policy.proxy_arguments(args, kwargs)
-        if any(isinstance(a, Future) for a in (*args, *kwargs.values(), *kwargs.get('inputs', ()))):
-            dfk = self.app.data_flow_kernel or DataFlowKernelLoader.dfk()
-            _install_resolver(dfk)
-            _mark_futures(self.policy, args, kwargs)
+        futures = _futures(args, kwargs)
+        if futures:
+            _install_resolver(self.app.data_flow_kernel or DataFlowKernelLoader.dfk())
+            for future in futures:
+                _future_policies[future] = self.policy
         return self.app(*args, **kwargs)
 
     def __repr__(self) -> str:

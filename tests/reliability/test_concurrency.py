@@ -77,6 +77,17 @@ def _check(summary: str, results: list[dict[str, Any]], parent: Counter[str]) ->
     assert totals['verified'] > 0 and totals['final_verified'] > 0, summary
 
 
+def _verify_and_report(
+    store: Store, label: str, ordered: list[dict[str, Any]], elapsed: float, record_property: Any
+) -> None:
+    """Re-check every key's final state, report the counts, and assert nothing was lost."""
+    parent = _verify_final(store, ordered)
+    summary = _summarise(type(store).__name__, label, ordered, parent) + f'; {elapsed:.1f}s'
+    record_property('counts', summary)
+    print('\n' + summary)
+    _check(summary, ordered, parent)
+
+
 def test_processes_share_a_store(shared_store: Store, record_property: Any) -> None:
     ctx = multiprocessing.get_context('spawn')
     barrier = ctx.Barrier(WORKERS)
@@ -118,12 +129,7 @@ def test_processes_share_a_store(shared_store: Store, record_property: Any) -> N
     elapsed = time.perf_counter() - start
     assert all(proc.exitcode == 0 for proc in procs), [p.exitcode for p in procs]
     ordered = [results[w] for w in range(WORKERS)]
-    parent = _verify_final(shared_store, ordered)
-    summary = _summarise(type(shared_store).__name__, f'{WORKERS} processes', ordered, parent)
-    summary += f'; {elapsed:.1f}s'
-    record_property('counts', summary)
-    print('\n' + summary)
-    _check(summary, ordered, parent)
+    _verify_and_report(shared_store, f'{WORKERS} processes', ordered, elapsed, record_property)
 
 
 def test_threads_share_one_store_object(store: Store, record_property: Any) -> None:
@@ -153,12 +159,7 @@ def test_threads_share_one_store_object(store: Store, record_property: Any) -> N
     ordered = [results[w] for w in range(WORKERS)]
     # run_ops ends with one strict get per own key: include those in the expectations.
     metrics = store.metrics()
-    parent = _verify_final(store, ordered)
-    summary = _summarise(type(store).__name__, f'{WORKERS} threads, one store', ordered, parent)
-    summary += f'; {elapsed:.1f}s'
-    record_property('counts', summary)
-    print('\n' + summary)
-    _check(summary, ordered, parent)
+    _verify_and_report(store, f'{WORKERS} threads, one store', ordered, elapsed, record_property)
 
     totals = Counter[str]()
     for result in ordered:

@@ -7,7 +7,7 @@ import sys
 import uuid
 from typing import Any
 
-__all__ = ['create_key', 'import_class', 'class_path', 'fullname']
+__all__ = ['create_key', 'import_class', 'class_path']
 
 
 def create_key(obj: Any = None) -> str:
@@ -23,11 +23,6 @@ def create_key(obj: Any = None) -> str:
 def class_path(cls: type) -> str:
     """Return ``'module.Qualname'`` for a class, the inverse of :func:`import_class`."""
     return f'{cls.__module__}.{cls.__qualname__}'
-
-
-def fullname(obj: Any) -> str:
-    """Return the class path of ``obj``'s type (used in error messages)."""
-    return class_path(type(obj))
 
 
 def import_class(path: str) -> Any:

@@ -238,7 +238,3 @@ def lookup_store(type_path: str, name: str, config: dict[str, Any]) -> Store:
 def _track_instance(store: Store) -> None:
     """Remember a live store object so same-process proxies find it unregistered."""
     _instances[(class_path(type(store)), store.name)] = store
-
-
-def _find_instance(type_path: str, name: str) -> Store | None:
-    return _instances.get((type_path, name))

@@ -190,7 +190,6 @@ class RedisStore(Store):
         name: Name of the store.
         hostname: Redis server host.
         port: Redis server port.
-        cache_size: Size of the local object cache (0 disables it).
         db: Redis database number.
         username: Redis ACL user name.
         password: Redis password.
@@ -206,8 +205,8 @@ class RedisStore(Store):
         redis_kwargs: Extra keyword arguments for ``redis.Redis`` (TLS
             options such as ``ssl=True``, ``ssl_ca_certs=...``); they travel
             inside proxies, so put no secrets here.
-        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
-        signed: Require signing (see :class:`~proxystore.store.base.Store`).
+        options: Options of every store (``cache_size``, ``cache_bytes``, ``secret``,
+            ``signed``, ``stats``): see :class:`~proxystore.store.base.Store`.
 
     """
 
@@ -217,7 +216,6 @@ class RedisStore(Store):
         *,
         hostname: str,
         port: int,
-        cache_size: int = 16,
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
@@ -225,10 +223,9 @@ class RedisStore(Store):
         timeout: float = 30.0,
         retries: int = 3,
         redis_kwargs: dict[str, Any] | None = None,
-        secret: str | bytes | None = None,
-        signed: bool | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, secret=secret, signed=signed)
+        super().__init__(name, **options)
         self.hostname = hostname
         self.port = int(port)
         self._db = db

@@ -13,6 +13,8 @@ import proxystore as ps
 from proxystore.exceptions import BatchSizeMismatchError
 from proxystore.exceptions import InvalidKeyError
 from proxystore.exceptions import KeyNotFoundError
+from proxystore.exceptions import NotBytesError
+from proxystore.exceptions import ProxyStoreError
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import StoreConfigError
 from proxystore.proxy import Proxy
@@ -221,12 +223,31 @@ def test_proxy_batch(store: Store) -> None:
     assert again[1] == 'a'
 
 
-@pytest.mark.parametrize('obj', [b'raw bytes', 'raw str'])
-def test_serialize_false(store: Store, obj: Any) -> None:
-    p = store.proxy(obj, serialize=False)
-    assert p == obj and type(ps.proxy.extract(p)) is type(obj)
-    key = store.set(obj, serialize=False)
-    assert store.get(key, deserialize=False) == (obj if isinstance(obj, bytes) else obj.encode())
+def test_serialize_false(store: Store) -> None:
+    p = store.proxy(b'raw bytes', serialize=False)
+    assert p == b'raw bytes' and type(ps.proxy.extract(p)) is bytes
+    key = store.set(b'raw bytes', serialize=False)
+    assert store.get(key, deserialize=False) == b'raw bytes'
+
+
+def test_serialize_false_refuses_str_as_v03(store: Store) -> None:
+    # v0.3: with serialize=False only bytes are accepted (TypeError).
+    if store.stores_objects:
+        assert ps.proxy.extract(store.proxy('text', serialize=False)) == 'text'
+        return
+    for call in (store.proxy, store.set):
+        with pytest.raises(NotBytesError, match='needs bytes') as info:
+            call('a string', serialize=False)
+        assert isinstance(info.value, TypeError) and isinstance(info.value, ProxyStoreError)
+
+
+def test_serialize_false_values_readable_by_batch_and_key_proxy(store: Store) -> None:
+    keys = [store.set(b'one', serialize=False), store.set(b'two', serialize=False)]
+    assert store.get_batch(keys, deserialize=False) == [b'one', b'two']
+    p = store.proxy(key=keys[1], serialize=False)
+    assert p == b'two'
+    [q] = store.proxy_batch(keys=keys[:1], serialize=False)
+    assert q == b'one'
 
 
 def test_serialize_false_needs_bytes_or_str(store: Store) -> None:
@@ -280,3 +301,35 @@ def test_threads_share_one_store(store: Store) -> None:
         t.join()
     assert not errors
     assert store.metrics()['set']['count'] == 400
+
+
+def test_gets_share_one_object_unless_copy(store: Store) -> None:
+    key = store.set([1, 2])
+    first, second = store.get(key), store.get(key)
+    assert first is second  # one object per key and process (the cached one)
+    private = store.get(key, copy=True)
+    private.append(3)
+    assert store.get(key) == [1, 2] and store.get(key, copy=True) is not first
+
+
+def test_copy_proxies_resolve_to_private_objects(store: Store) -> None:
+    p = store.proxy([1, 2], copy=True)
+    q = pickle.loads(pickle.dumps(p))
+    r = pickle.loads(pickle.dumps(p))
+    q.append(3)
+    assert r == [1, 2] and store.get(ps.proxy.get_key(p)) == [1, 2]
+    plain = store.proxy([1, 2])
+    assert len(pickle.dumps(p)) <= len(pickle.dumps(plain)) + 2  # one flag more
+
+
+def test_cache_is_bounded_by_bytes(store_factory: Any) -> None:
+    small = store_factory('file', cache_bytes=64 * 1024)
+    big_key = small.set(np.ones(100_000))  # 800 kB: larger than the bound
+    small.get(big_key)
+    assert not small.is_cached(big_key)
+    keys = [small.set(np.ones(1_000)) for _ in range(20)]  # 8 kB each
+    for key in keys:
+        small.get(key)
+    cached = [k for k in keys if small.is_cached(k)]
+    assert 0 < len(cached) <= 8 and cached == keys[-len(cached) :]
+    assert small._cache.nbytes <= 64 * 1024

@@ -261,7 +261,9 @@ def test_proxy_after_cleanup(shared_store: Store) -> None:
         shared_store.evict(key)
 
 
-def test_proxy_in_process_where_name_is_another_backend(shared_store: Store, tmp_path: Path) -> None:
+def test_proxy_in_process_where_name_is_another_backend(
+    shared_store: Store, tmp_path: Path
+) -> None:
     # Identity is name *and* configuration: the proxy reads from its own store,
     # never from the namesake this process registered.
     proxy = shared_store.proxy([4, 5, 6])

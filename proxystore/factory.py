@@ -250,7 +250,7 @@ class StoreFactory(Factory[T]):
         """Start resolving in a background thread (timed when the store keeps stats)."""
         start = time.perf_counter()
         super().resolve_async()
-        if self._store is not None and self._store.has_stats:
+        if self.get_store().has_stats:
             self._time('resolve_async', start)
 
     def _time(self, method: str, start: float) -> None:

@@ -1,4 +1,4 @@
-"""The ProxyStore v0.3 surface: stats=True, stats(), has_stats, kwargs, type names, get_store(proxy)."""
+"""The ProxyStore v0.3 surface: stats, has_stats, kwargs, type names, get_store(proxy)."""
 
 from __future__ import annotations
 

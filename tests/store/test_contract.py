@@ -333,3 +333,26 @@ def test_cache_is_bounded_by_bytes(store_factory: Any) -> None:
     cached = [k for k in keys if small.is_cached(k)]
     assert 0 < len(cached) <= 8 and cached == keys[-len(cached) :]
     assert small._cache.nbytes <= 64 * 1024
+
+
+@pytest.mark.parametrize('keys', ['abc', b'abc'])
+def test_batches_refuse_a_single_string_of_keys(store: Store, keys: Any) -> None:
+    with pytest.raises(InvalidKeyError, match='single'):
+        store.get_batch(keys)
+    with pytest.raises(InvalidKeyError, match='single'):
+        store.set_batch([1], keys=keys)
+    with pytest.raises(InvalidKeyError, match='single'):
+        store.proxy_batch(keys=keys)
+
+
+@pytest.mark.parametrize('payload', [[b'xx'], [], [b'PXS']])
+def test_set_refuses_a_payload_that_is_not_serialize_output(store: Store, payload: Any) -> None:
+    with pytest.raises(SerializationError, match='payload='):
+        store.set(None, payload=payload)
+    with pytest.raises(SerializationError, match='payload='):
+        store.proxy([1], payload=payload)
+
+
+def test_unknown_store_option_is_config_error(store_factory: Any) -> None:
+    with pytest.raises(StoreConfigError, match="'cache_siz'"):
+        store_factory('local', cache_siz=3)

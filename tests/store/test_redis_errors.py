@@ -313,3 +313,23 @@ def test_store_error_still_reported_for_other_refusals(redis_address: tuple[str,
     with pytest.raises(StoreError, match=f'{host}:{port}') as info:
         store.set(b'x')
     assert not isinstance(info.value, StoreConnectionError)
+
+
+def test_value_too_large_for_this_process_is_not_retried(redis_address: tuple[str, int]) -> None:
+    """A plausible head (1 TiB in 2,049 chunks) that cannot be allocated here: one read, no retry.
+
+    Where the kernel refuses the mapping it is a ``MemoryError`` naming key and host; where it
+    overcommits, the chunks turn out shorter than the head and it is corrupt data.
+    """
+    host, port = redis_address
+    client = redis.Redis(host=host, port=port)
+    key = f'tib-{os.urandom(4).hex()}'
+    client.rpush(key, struct.pack('<4sQ', b'PXSL', 1 << 40), *([b'x'] * 2049))
+    store = _store(redis_address, retries=3)
+    before = _calls(client, 'lrange')
+    with pytest.raises((MemoryError, SerializationError)) as info:
+        store.get(key)
+    assert _calls(client, 'lrange') - before == 1
+    assert repr(key) in str(info.value) and f'{host}:{port}' in str(info.value)
+    store.evict(key)
+    assert store.get(key) is None

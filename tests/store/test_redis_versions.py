@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import struct
 import threading
 from typing import Any
 
@@ -186,3 +187,21 @@ def test_reader_consistent_while_another_process_rewrites(
         tokens = [p.get(60) for p in pending]
     assert len(set(tokens)) == 40
     assert len(seen) >= 1
+
+
+def test_lists_with_the_older_head_stay_readable_and_unversioned(
+    redis_address: tuple[str, int],
+) -> None:
+    """Objects written before version tokens (12-byte ``PXSL`` head) still read."""
+    client = redis.Redis(host=redis_address[0], port=redis_address[1])
+    key = f'old-{os.urandom(4).hex()}'
+    payload = serialize([1, 2, 3])
+    client.rpush(key, struct.pack('<4sQ', b'PXSL', len(payload)), payload[:10], payload[10:])
+    store = _store(redis_address)
+    assert store.get(key) == [1, 2, 3]
+    assert store._version(key) is None
+    data, token = store._get_versioned(key)
+    assert bytes(data) == payload and token is None  # type: ignore[arg-type]
+    store.set([4], key=key)  # rewritten in the new layout: versioned from now on
+    assert isinstance(store._version(key), bytes)
+    assert client.lindex(key, 0)[:4] == b'PXSV'

@@ -205,3 +205,28 @@ def test_lists_with_the_older_head_stay_readable_and_unversioned(
     store.set([4], key=key)  # rewritten in the new layout: versioned from now on
     assert isinstance(store._version(key), bytes)
     assert client.lindex(key, 0)[:4] == b'PXSV'
+
+
+def _rewrite_with_inherited_store(store: RedisStore, key: str, queue: Any) -> None:
+    """Run in a forked child: use the parent's store object (and its pooled connections)."""
+    try:
+        store.set(b'from the fork', key=key, serialize=False)
+        queue.put(store._version(key))
+    except BaseException as e:  # reported to the parent, which fails the test
+        queue.put(repr(e))
+
+
+def test_forked_child_rewrites_through_the_inherited_store(redis_address: tuple[str, int]) -> None:
+    store = _store(redis_address)
+    key = store.set(b'parent', serialize=False)
+    before = store._version(key)  # the parent's pool now holds a connection
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    child = ctx.Process(target=_rewrite_with_inherited_store, args=(store, key, queue))
+    child.start()
+    token = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0 and isinstance(token, bytes), token
+    data, after = store._get_versioned(key)
+    assert bytes(data) == b'from the fork' and after == token != before  # type: ignore[arg-type]
+    assert store.get(key, deserialize=False) == b'from the fork'

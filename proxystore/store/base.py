@@ -266,11 +266,18 @@ class Store(ABC):
             return [_Object(obj)]
         return [obj]
 
-    def _decode(self, data: Any, deserialize_: bool) -> Any:
+    def _decode(self, data: Any, deserialize_: bool, key: str) -> Any:
         if isinstance(data, _Object):
             return data.obj
         if deserialize_:
-            return deserialize(data, secret=self._secret)
+            try:
+                return deserialize(data, secret=self._secret)
+            except SerializationError as e:
+                # Name the key and where it lives: the serializer knows neither.
+                where = self._where()
+                if e.args and isinstance(e.args[0], str) and where not in e.args[0]:
+                    e.args = (f'{e.args[0]} (key {key!r} in {where})', *e.args[1:])
+                raise
         if isinstance(data, (bytearray, memoryview)):
             return bytes(data)
         return data
@@ -391,7 +398,7 @@ class Store(ABC):
             self._record(key, 'get', timing.seconds)
             if data is None:
                 return default
-            obj = self._decode(data, deserialize)
+            obj = self._decode(data, deserialize, key)
             return obj
         finally:
             # Cached only if no set/evict of this key happened during the read.
@@ -444,7 +451,7 @@ class Store(ABC):
                 if data is None:
                     results[i] = default
                     continue
-                decoded[n] = self._decode(data, deserialize)
+                decoded[n] = self._decode(data, deserialize, keys[i])
                 results[i] = decoded[n]
         finally:
             for n, i in enumerate(todo):
@@ -723,6 +730,10 @@ class Store(ABC):
     def _config(self) -> dict[str, Any]:
         """Backend-specific constructor arguments (see :meth:`config`)."""
         return {}
+
+    def _where(self) -> str:
+        """Where the store keeps its data, for error messages (backends add their server)."""
+        return f'store {self._name!r}'
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         """Release backend resources (connections, handles)."""

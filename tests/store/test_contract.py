@@ -356,3 +356,34 @@ def test_set_refuses_a_payload_that_is_not_serialize_output(store: Store, payloa
 def test_unknown_store_option_is_config_error(store_factory: Any) -> None:
     with pytest.raises(StoreConfigError, match="'cache_siz'"):
         store_factory('local', cache_siz=3)
+
+
+def _overwrite_in_child(store: Store, key: str) -> None:
+    store.set('from the child', key=key)
+
+
+@pytest.mark.parametrize('writer', ['other store object', 'fork', 'spawn'])
+def test_is_cached_strict_after_another_client_overwrote(shared_store: Store, writer: str) -> None:
+    # v0.3 tracked a per-key version for remote stores: strict checks see another
+    # client's overwrite, not only whether the key exists.
+    key = shared_store.set('original')
+    assert shared_store.get(key) == 'original'
+    assert shared_store.is_cached(key, strict=True)
+    if writer == 'other store object':
+        other = type(shared_store).from_config(shared_store.name, shared_store.config())
+        other.set('overwritten', key=key)
+        expected = 'overwritten'
+    else:
+        import multiprocessing
+
+        process = multiprocessing.get_context(writer).Process(
+            target=_overwrite_in_child, args=(shared_store, key)
+        )
+        process.start()
+        process.join(60)
+        assert process.exitcode == 0
+        expected = 'from the child'
+    assert shared_store.is_cached(key)  # the local cache still holds the old object
+    assert not shared_store.is_cached(key, strict=True)
+    assert shared_store.get(key, strict=True) == expected
+    assert shared_store.is_cached(key, strict=True)

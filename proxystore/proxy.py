@@ -37,6 +37,8 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Generic
@@ -427,10 +429,11 @@ _BASES: dict[type, type] = {}
 _BY_SIGNATURE: dict[tuple[type, frozenset[str], bool], type] = {}
 # Target type -> {base: generated class}; weak so dynamic classes can be freed.
 _BY_TYPE: weakref.WeakKeyDictionary[type, dict[type, type]] = weakref.WeakKeyDictionary()
-# C type with __getitem__ but no __iter__ -> whether iter() works on its instances.
-_ITERABLE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 _classes_lock = threading.Lock()
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
+# Py_TPFLAGS_SEQUENCE and Py_TPFLAGS_MAPPING: what `match` statements test
+# (`case [a, b]:`, `case {'k': v}:`). Registering a class with the ABC sets them.
+_MATCH_FLAGS = ((1 << 5, '+sequence', Sequence), (1 << 6, '+mapping', Mapping))
 
 
 def _owner(kind: type, name: str) -> type | None:
@@ -442,28 +445,26 @@ def _owner(kind: type, name: str) -> type | None:
 
 
 def _iterable_by_getitem(kind: type, target: Any) -> bool | None:
-    """Whether ``iter()`` works through ``__getitem__`` alone; ``None`` if unknown yet.
+    """Whether ``iter()`` works through ``__getitem__`` alone; ``None`` if unknown.
 
     A Python class's ``__getitem__`` makes its instances iterable; a C type's
-    may not (numpy scalars and dtypes are not, ctypes arrays are). Python
-    offers no way to tell from the type, so the first instance answers.
+    may not (numpy scalars and dtypes are not, ctypes arrays are), and Python
+    offers no way to tell from the type: only an instance answers.
     """
     owner = _owner(kind, '__getitem__')
     if owner is None or owner.__flags__ & _HEAPTYPE:
         return True
-    known = _ITERABLE.get(kind)
-    if known is None and target is not _UNSET:
-        try:
-            iter(target)  # makes an iterator object; calls no __getitem__
-            known = True
-        except TypeError:
-            known = False
-        _ITERABLE[kind] = known
-    return known
+    if target is _UNSET:
+        return None
+    try:
+        iter(target)  # makes an iterator object; calls no __getitem__
+    except TypeError:
+        return False
+    return True
 
 
 def _signature(kind: type | None, target: Any) -> tuple[frozenset[str], bool, bool]:
-    """(method names, hashable, final): ``final`` is False if an instance could refine it."""
+    """(method names, hashable, final): ``final`` is False if it depends on the instance."""
     if kind is None:  # unknown until resolved: offer everything
         return frozenset(_OPTIONAL), True, True
     names = {name for name in _OPTIONAL if _owner(kind, name) is not None}
@@ -473,9 +474,13 @@ def _signature(kind: type | None, target: Any) -> tuple[frozenset[str], bool, bo
     final = True
     if '__getitem__' in names and '__iter__' not in names:
         iterable = _iterable_by_getitem(kind, target)
-        final = iterable is not None
-        if not iterable:
+        owner = _owner(kind, '__getitem__')
+        final = owner is None or bool(owner.__flags__ & _HEAPTYPE)  # else per instance
+        if not iterable:  # unknown: refuse until resolved rather than iterate wrongly
             names.add('-iter')  # block the fallback: iter() and `in` fail as on the target
+    for flag, marker, _ in _MATCH_FLAGS:
+        if kind.__flags__ & flag:
+            names.add(marker)
     return frozenset(names), _owner(kind, '__hash__') is not None, final
 
 
@@ -506,6 +511,9 @@ def _class_for(base: type, kind: type | None, target: Any = _UNSET) -> type:
             )
             cls = type(base)(base.__name__, (base,), namespace)
             _BASES[cls] = base
+            for _, marker, collection in _MATCH_FLAGS:
+                if marker in names:
+                    collection.register(cls)
             _BY_SIGNATURE[(base, names, hashable)] = cls
         if kind is not None and final:
             with contextlib.suppress(TypeError):  # a type that cannot be weakly referenced

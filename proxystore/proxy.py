@@ -22,6 +22,12 @@ when the proxy is made (so these checks never resolve it); a proxy whose
 factory does not know the type starts with every special method and gets the
 exact class when it resolves.
 
+``copy.copy(p)`` and ``copy.deepcopy(p)`` return copies of the target (plain
+objects), never a proxy that would fetch the object again. C code that checks
+exact types (``json``, ``re``, ``str.join``) or needs a buffer
+(``memoryview``, ``hashlib``) cannot accept any proxy: pass it
+:func:`extract` ``(p)``. The Concepts page lists these cases.
+
 Attribute access goes through ``__getattribute__`` rather than the
 ``__getattr__`` fallback: the fallback only runs after Python's own lookup has
 raised and caught ``AttributeError``, which costs more than the forwarding.

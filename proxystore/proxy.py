@@ -436,6 +436,16 @@ _BY_SIGNATURE: dict[tuple[type, frozenset[str], bool], type] = {}
 # Target type -> {base: generated class}; weak so dynamic classes can be freed.
 _BY_TYPE: weakref.WeakKeyDictionary[type, dict[type, type]] = weakref.WeakKeyDictionary()
 _classes_lock = threading.Lock()
+
+
+def _reset_lock_after_fork() -> None:
+    # A fork while another thread builds a class would leave the child's copy held.
+    global _classes_lock
+    _classes_lock = threading.Lock()
+
+
+if hasattr(os, 'register_at_fork'):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
 # Py_TPFLAGS_SEQUENCE and Py_TPFLAGS_MAPPING: what `match` statements test
 # (`case [a, b]:`, `case {'k': v}:`). Registering a class with the ABC sets them.

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import proxystore as ps
+import proxystore.proxy as proxy_module
 from proxystore.exceptions import ProxyResolveError
 from proxystore.factory import Factory
 from proxystore.factory import LambdaFactory
@@ -907,3 +908,16 @@ def test_match_statement_patterns(obj: Any, mode: str) -> None:
     match = namespace['_match']
     p, _ = _proxy_in_mode(obj, mode)
     assert match(p) == match(obj)
+
+
+def _new_class_proxy_is_not_callable() -> bool:
+    kind = type('BrandNew', (), {})  # forces a class lookup under the lock
+    return callable(Proxy(SimpleFactory(kind())))
+
+
+@pytest.mark.skipif(not hasattr(os, 'register_at_fork'), reason='fork only')
+def test_fork_while_the_class_lock_is_held() -> None:
+    ctx = multiprocessing.get_context('fork')
+    with proxy_module._classes_lock, ctx.Pool(1) as pool:  # as if another thread held it
+        result = pool.apply_async(_new_class_proxy_is_not_callable)
+        assert result.get(timeout=30) is False

@@ -86,6 +86,11 @@ _OWN = _SLOTS | {
 }
 
 
+# Proxies whose lock a thread holds while their factory runs. A forked child
+# inherits such a lock held by a thread it does not have: it gets a new one.
+_resolving: dict[int, weakref.ref[Proxy[Any]]] = {}
+
+
 def _resolve(proxy: Proxy[Any]) -> Any:
     """Call the factory once (thread-safe) and remember its result."""
     with _oga(proxy, '__proxy_lock__'):
@@ -93,12 +98,15 @@ def _resolve(proxy: Proxy[Any]) -> Any:
         if target is not _UNSET:
             return target
         factory = _oga(proxy, '__proxy_factory__')
+        _resolving[id(proxy)] = weakref.ref(proxy)
         try:
             target = factory()
         except AttributeError as e:
             raise ProxyResolveError(
                 f'The factory {factory!r} raised AttributeError while resolving a proxy: {e}',
             ) from e
+        finally:
+            _resolving.pop(id(proxy), None)
         _osa(proxy, '__proxy_target__', target)
         _retype(proxy, type(target), target)
         return target
@@ -433,19 +441,27 @@ _EXTRA: tuple[tuple[type, frozenset[str]], ...] = (
 _BASES: dict[type, type] = {}
 # (base, method names, hashable) -> generated class; few distinct ones exist.
 _BY_SIGNATURE: dict[tuple[type, frozenset[str], bool], type] = {}
-# Target type -> {base: generated class}; weak so dynamic classes can be freed.
+# Target type -> {base: generated class}: built-in and C types (which live as
+# long as the interpreter) in a plain dict, the fastest lookup; classes written
+# in Python in a weak one, so that classes made at run time can be freed.
+_BY_STATIC_TYPE: dict[type, dict[type, type]] = {}
 _BY_TYPE: weakref.WeakKeyDictionary[type, dict[type, type]] = weakref.WeakKeyDictionary()
 _classes_lock = threading.Lock()
 
 
-def _reset_lock_after_fork() -> None:
-    # A fork while another thread builds a class would leave the child's copy held.
+def _reset_locks_after_fork() -> None:
+    # Locks that another thread of the parent held are held forever in the child.
     global _classes_lock
     _classes_lock = threading.Lock()
+    for ref in list(_resolving.values()):
+        proxy = ref()
+        if proxy is not None:
+            _osa(proxy, '__proxy_lock__', threading.RLock())
+    _resolving.clear()
 
 
 if hasattr(os, 'register_at_fork'):  # not on Windows
-    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
 # Py_TPFLAGS_SEQUENCE and Py_TPFLAGS_MAPPING: what `match` statements test
 # (`case [a, b]:`, `case {'k': v}:`). Registering a class with the ABC sets them.
@@ -503,10 +519,11 @@ def _signature(kind: type | None, target: Any) -> tuple[frozenset[str], bool, bo
 def _class_for(base: type, kind: type | None, target: Any = _UNSET) -> type:
     """The subclass of ``base`` whose special methods are those of ``kind``."""
     if kind is not None:
-        try:
+        by_base = _BY_STATIC_TYPE.get(kind)
+        if by_base is not None and base in by_base:
+            return by_base[base]
+        with contextlib.suppress(KeyError, TypeError):
             return _BY_TYPE[kind][base]
-        except (KeyError, TypeError):
-            pass
     names, hashable, final = _signature(kind, target)
     with _classes_lock:
         cls = _BY_SIGNATURE.get((base, names, hashable))
@@ -532,8 +549,11 @@ def _class_for(base: type, kind: type | None, target: Any = _UNSET) -> type:
                     collection.register(cls)
             _BY_SIGNATURE[(base, names, hashable)] = cls
         if kind is not None and final:
-            with contextlib.suppress(TypeError):  # a type that cannot be weakly referenced
-                _BY_TYPE.setdefault(kind, {})[base] = cls
+            if not kind.__flags__ & _HEAPTYPE:
+                _BY_STATIC_TYPE.setdefault(kind, {})[base] = cls
+            else:
+                with contextlib.suppress(TypeError):  # a type that cannot be weakly referenced
+                    _BY_TYPE.setdefault(kind, {})[base] = cls
     return cls
 
 

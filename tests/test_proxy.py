@@ -921,3 +921,37 @@ def test_fork_while_the_class_lock_is_held() -> None:
     with proxy_module._classes_lock, ctx.Pool(1) as pool:  # as if another thread held it
         result = pool.apply_async(_new_class_proxy_is_not_callable)
         assert result.get(timeout=30) is False
+
+
+_PARENT_PID = os.getpid()
+_release = threading.Event()
+_forked_proxy: list[Proxy[Any]] = []
+
+
+def _slow_in_parent() -> list[int]:
+    if os.getpid() == _PARENT_PID:
+        _release.wait(30)  # a fetch still running in a parent thread at fork time
+    return [1, 2]
+
+
+def _use_inherited_proxy() -> int:
+    return len(_forked_proxy[0])
+
+
+@pytest.mark.skipif(not hasattr(os, 'register_at_fork'), reason='fork only')
+def test_fork_while_a_thread_resolves_the_proxy() -> None:
+    p = Proxy(LambdaFactory(_slow_in_parent))
+    _forked_proxy[:] = [p]
+    _release.clear()
+    user = threading.Thread(target=len, args=(p,))
+    user.start()
+    try:
+        while id(p) not in proxy_module._resolving:  # the thread holds the proxy's lock
+            user.join(0.01)
+        ctx = multiprocessing.get_context('fork')
+        with ctx.Pool(1) as pool:  # the child inherits the held lock
+            assert pool.apply_async(_use_inherited_proxy).get(timeout=30) == 2
+    finally:
+        _release.set()
+        user.join()
+    assert p == [1, 2]

@@ -137,7 +137,10 @@ class Proxy(Generic[T]):
                 f'Proxy() needs a proxystore.factory.Factory, got {type(factory).__qualname__}. '
                 'Wrap a callable with LambdaFactory(fn) or an object with SimpleFactory(obj).',
             )
-        return object.__new__(_class_for(_BASES.get(cls, cls), factory.target_type()))
+        kind = factory.target_type()
+        if not isinstance(kind, type):
+            kind = None
+        return object.__new__(_class_for(_BASES.get(cls, cls), kind))
 
     def __init__(self, factory: Factory[T]) -> None:
         _osa(self, '__proxy_factory__', factory)
@@ -448,20 +451,6 @@ _BY_STATIC_TYPE: dict[type, dict[type, type]] = {}
 _BY_TYPE: weakref.WeakKeyDictionary[type, dict[type, type]] = weakref.WeakKeyDictionary()
 _classes_lock = threading.Lock()
 
-
-def _reset_locks_after_fork() -> None:
-    # Locks that another thread of the parent held are held forever in the child.
-    global _classes_lock
-    _classes_lock = threading.Lock()
-    for ref in list(_resolving.values()):
-        proxy = ref()
-        if proxy is not None:
-            _osa(proxy, '__proxy_lock__', threading.RLock())
-    _resolving.clear()
-
-
-if hasattr(os, 'register_at_fork'):  # not on Windows
-    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
 # Py_TPFLAGS_SEQUENCE and Py_TPFLAGS_MAPPING: what `match` statements test
 # (`case [a, b]:`, `case {'k': v}:`). Registering a class with the ABC sets them.
@@ -562,6 +551,21 @@ def _retype(proxy: Proxy[Any], kind: type | None, target: Any = _UNSET) -> None:
     cls = _class_for(_BASES[type(proxy)], kind, target)
     if type(proxy) is not cls:
         _osa(proxy, '__class__', cls)
+
+
+def _reset_locks_after_fork() -> None:
+    # Locks that another thread of the parent held are held forever in the child.
+    global _classes_lock
+    _classes_lock = threading.Lock()
+    for ref in list(_resolving.values()):
+        proxy = ref()
+        if proxy is not None:
+            _osa(proxy, '__proxy_lock__', threading.RLock())
+    _resolving.clear()
+
+
+if hasattr(os, 'register_at_fork'):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 def _set_target(proxy: Proxy[T], target: T) -> None:

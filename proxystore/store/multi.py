@@ -611,6 +611,11 @@ def _check_routes(name: str, routes: Any) -> list[Route]:
 
 
 def _route_store(name: str, position: int, target: Any) -> Store:
+    if target == name or (isinstance(target, Store) and target.name == name):
+        raise StoreConfigError(
+            f'Route {position} of MultiStore {name!r} is the multi store itself (or a store '
+            'of the same name): give the route stores names of their own.',
+        )
     if isinstance(target, str):
         found = registry.get_store(target)
         if found is None:
@@ -624,11 +629,6 @@ def _route_store(name: str, position: int, target: Any) -> Store:
         raise StoreConfigError(
             f'Route {position} of MultiStore {name!r} must be a Store or a registered store '
             f'name, got {type(target).__qualname__}.',
-        )
-    if target.name == name:
-        raise StoreConfigError(
-            f'Route {position} of MultiStore {name!r} is the multi store itself (or a store '
-            'of the same name): give the route stores names of their own.',
         )
     return target
 

@@ -110,11 +110,11 @@ class MultiStore(Store):
                 'are routes and owns_routes; cache, signing and stats options belong to the '
                 'route stores.',
             )
-        # No cache of our own (the routes cache) and no signing (route 0's serializer is used).
-        super().__init__(name, cache_size=0, cache_bytes=0, signed=False)
         if not isinstance(owns_routes, bool):
             raise StoreConfigError(f'owns_routes must be True or False, got {owns_routes!r}.')
         self._routes: list[Route] = _check_routes(name, routes)
+        # No cache of our own (the routes cache) and no signing (route 0's serializer is used).
+        super().__init__(name, cache_size=0, cache_bytes=0, signed=False)
         self._owns_routes = owns_routes
         self._index: dict[str, Store] = {}
         self._lock = threading.Lock()

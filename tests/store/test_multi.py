@@ -327,6 +327,8 @@ def test_init_store_by_route_names(tmp_path: Any) -> None:
         ps.store.init_store('multi', name='m2', route=[('memory', None)])
     with pytest.raises(StoreConfigError, match='cache'):
         MultiStore('m3', [('memory', None)], cache_size=3)  # type: ignore[call-arg]
+    with pytest.raises(StoreConfigError, match='owns_routes'):
+        MultiStore('m4', [('memory', None)], owns_routes='yes')  # type: ignore[arg-type]
 
 
 def test_owns_routes_decides_whether_cleanup_cleans_routes() -> None:

@@ -412,3 +412,33 @@ def test_metrics_sum_the_routes_and_stats_come_from_the_route(tmp_path: Any) -> 
     plain = MultiStore('plain', [(LocalStore('pa'), 100), (b, None)])
     with pytest.raises(ValueError, match='stats=True'):
         plain.stats(large_key)
+
+
+def test_key_index_is_bounded_and_lookups_fall_back_to_the_routes(
+    multi: MultiStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import proxystore.store.multi as multi_module
+
+    monkeypatch.setattr(multi_module, '_INDEX_SIZE', 2)
+    keys = [multi.set(np.full(500, i)) for i in range(5)]
+    assert len(multi._index) == 2
+    assert [int(multi.get(k)[0]) for k in keys] == [0, 1, 2, 3, 4]
+    assert len(multi._index) == 2
+
+
+def test_a_multi_store_can_route_to_another(small: FileStore, large: SharedMemoryStore) -> None:
+    middle = LocalStore('nested-middle')
+    inner = MultiStore('inner', [(middle, 10_000), (large, None)])
+    outer = MultiStore('outer', [(small, 200), (inner, None)])
+    objs = [b'a', np.ones(1000, dtype=np.uint8), np.ones(20_000)]
+    keys = outer.set_batch(objs)
+    assert [_route(outer, k) for k in keys] == [[small.name], ['inner'], ['inner']]
+    assert [_route(inner, k) for k in keys[1:]] == [['nested-middle'], [large.name]]
+    proxy = outer.proxy(np.ones(20_000))
+    assert _factory_store(proxy) == large.name and float(np.sum(proxy)) == 20_000.0
+    rebuilt = MultiStore.from_config('outer', outer.config())
+    assert rebuilt.get(keys[2]).shape == (20_000,)
+
+
+def _factory_store(proxy: Any) -> str:
+    return get_factory(proxy).store_name  # type: ignore[union-attr,no-any-return]

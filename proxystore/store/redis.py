@@ -190,6 +190,8 @@ def _wait_command(replicas: int, timeout: float) -> bytes:
 def _redirection(error: Exception | str) -> tuple[str, str] | None:
     """``('MOVED' or 'ASK', 'host:port')`` of a cluster redirection error, else None.
 
+    ``('TRYAGAIN', '')`` for a multi-key transaction on a slot being migrated.
+
     redis-py strips the ``MOVED``/``ASK`` prefix into its error class; this
     module's own reply reader keeps it: both forms are recognised.
     """
@@ -197,6 +199,8 @@ def _redirection(error: Exception | str) -> tuple[str, str] | None:
         return 'MOVED', f'{error.host}:{error.port}'
     if isinstance(error, redis.exceptions.AskError):
         return 'ASK', f'{error.host}:{error.port}'
+    if isinstance(error, redis.exceptions.TryAgainError) or str(error).startswith('TRYAGAIN'):
+        return 'TRYAGAIN', ''  # a multi-key request on a slot being migrated: split, retry
     words = str(error).split()
     if len(words) == 3 and words[0] in ('MOVED', 'ASK'):
         return words[0], words[2]
@@ -934,6 +938,9 @@ class RedisStore(Store):
                     kind, address = _redirection(error) or ('', '')
                     if kind == 'ASK':
                         ask[i] = address
+                    elif kind == 'TRYAGAIN':
+                        if asking:
+                            ask[i] = name
                     else:
                         refresh = True
                     pending.append(i)
@@ -974,11 +981,12 @@ class RedisStore(Store):
         assert self._routes is not None
         keys = [key for key, _ in items]
         slots = [self._routes.slot(key) for key in keys]
+        alone: set[int] = set()  # answered TRYAGAIN in a multi-key transaction
 
         def write(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
-            by_slot: dict[int, list[int]] = {}
+            by_slot: dict[Any, list[int]] = {}
             for i in indexes:
-                by_slot.setdefault(slots[i], []).append(i)
+                by_slot.setdefault(('alone', i) if i in alone else slots[i], []).append(i)
             buffers: list[Buffer] = []
             transactions = []
             for group in by_slot.values():
@@ -994,8 +1002,11 @@ class RedisStore(Store):
                 error = _read_transaction(connection, queued, asking=asking)
                 if error is None:
                     continue
-                if _redirection(error) is not None:
+                redirection = _redirection(error)
+                if redirection is not None:
                     redirected.update((i, error) for i in group)
+                    if redirection[0] == 'TRYAGAIN':
+                        alone.update(group)
                 elif failure is None:
                     failure = error
             acked = connection.read_response() if self._replicas_ack else None

@@ -1,6 +1,6 @@
 """Real Redis Clusters on free loopback ports, for the cluster tests.
 
-Each cluster is ``redis-server --cluster-enabled yes`` × N on 127.0.0.1 in its
+Each cluster is ``redis-server --cluster-enabled yes`` x N on 127.0.0.1 in its
 own temporary directory, joined with ``redis-cli --cluster create``; nothing
 is persisted and every process is killed at teardown. Ports are chosen by the
 OS (the cluster bus port, ``port + 10000``, must be free too) and a node that
@@ -162,7 +162,7 @@ class Node:
 
 
 class Cluster:
-    """A running cluster: ``masters`` × (1 + ``replicas``) nodes."""
+    """A running cluster: ``masters`` x (1 + ``replicas``) nodes."""
 
     def __init__(self, directory: Path, masters: int = 3, replicas: int = 0) -> None:
         self.directory = directory
@@ -214,9 +214,7 @@ class Cluster:
         raise RuntimeError('the cluster did not reach cluster_state:ok')
 
     def masters(self) -> list[Node]:
-        return [
-            n for n in self.nodes if n.alive and n.info('replication').get('role') == 'master'
-        ]
+        return [n for n in self.nodes if n.alive and n.info('replication').get('role') == 'master']
 
     def node_of(self, key: str) -> Node:
         """The live master serving ``key``'s slot now."""

@@ -118,3 +118,10 @@ def store_factory(request: pytest.FixtureRequest) -> Any:
     yield make
     for s in made:
         s.cleanup()
+
+
+# -- Redis Cluster (tests/cluster.py): fixtures usable by every test module ----------
+
+from tests.cluster import private_cluster  # noqa: E402,F401
+from tests.cluster import redis_cluster  # noqa: E402,F401
+from tests.cluster import replicated_cluster  # noqa: E402,F401

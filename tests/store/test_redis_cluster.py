@@ -21,12 +21,11 @@ from proxystore.store.redis import RedisStore  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402
 from tests.cluster import Node  # noqa: E402
 from tests.cluster import entry  # noqa: E402
-from tests.cluster import private_cluster  # noqa: E402,F401
-from tests.cluster import redis_cluster  # noqa: E402,F401
 
 
 def _store(cluster: Cluster, **kwargs: Any) -> RedisStore:
-    return RedisStore(f'cluster-{np.random.randint(1 << 30)}', cluster=True, **entry(cluster), **kwargs)
+    name = f'cluster-{np.random.randint(1 << 30)}'
+    return RedisStore(name, cluster=True, **entry(cluster), **kwargs)
 
 
 def test_init_store_cluster_spreads_keys_over_every_master(redis_cluster: Cluster) -> None:

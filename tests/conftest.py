@@ -81,10 +81,15 @@ def _make_store(kind: str, name: str, request: pytest.FixtureRequest, **kwargs: 
 
         host, port = request.getfixturevalue('redis_address')
         return RedisStore(name, hostname=host, port=port, **kwargs)
+    if kind == 'redis-cluster':
+        from proxystore.store.redis import RedisStore
+
+        cluster = request.getfixturevalue('redis_cluster')  # one per xdist worker
+        return RedisStore(name, hostname=cluster.host, port=cluster.port, cluster=True, **kwargs)
     raise AssertionError(kind)
 
 
-STORE_KINDS = ['local', 'file', 'shm', 'redis']
+STORE_KINDS = ['local', 'file', 'shm', 'redis', 'redis-cluster']
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -96,7 +101,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     s.cleanup()
 
 
-@pytest.fixture(params=['file', 'shm', 'redis'])
+@pytest.fixture(params=['file', 'shm', 'redis', 'redis-cluster'])
 def shared_store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A store whose objects other processes can read."""
     s = _make_store(request.param, f'{request.param}-{os.urandom(4).hex()}', request)

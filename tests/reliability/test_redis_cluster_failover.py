@@ -81,7 +81,7 @@ def test_failover_loses_no_acknowledged_object(replicated_cluster: Cluster) -> N
             time.sleep(0.05)
     assert resumed_at is not None, 'reads never resumed after the failover'
     resume = resumed_at - killed_at
-    for j in range(i, i + 30):
+    for j in range(i, i + 10):
         write(j)
     # Zero acknowledged objects lost: every one reads back intact.
     keys = list(acknowledged)

@@ -295,10 +295,12 @@ def test_proxy_resolves_in_child(redis_cluster: Cluster, method: str) -> None:
     store = ps.store.init_store('redis', name=f'rc-{method}', cluster=True, **entry(redis_cluster))
     array = np.arange(50_000, dtype=np.float64)
     proxy = store.proxy(array)
-    store.get(ps.proxy.get_key(proxy))  # the parent has live connections before a fork
+    key = ps.proxy.get_key(proxy)
+    assert key is not None
+    store.get(key)  # the parent has live connections before a fork
     data = pickle.dumps(proxy)
     assert len(data) <= 300
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(1) as pool:
         assert pool.apply(_resolve, (data,)) == float(array.sum())
-    store.evict(ps.proxy.get_key(proxy))
+    store.evict(key)

@@ -851,15 +851,18 @@ class RedisStore(Store):
         key: str | None,
         pool: Any = None,
         node: str | None = None,
+        retries: int | None = None,
     ) -> T:
         """Run ``operation(connection)``, retrying connection errors with backoff.
 
         Operations here are idempotent (a whole transaction, or a read), so a
         retry after a dropped connection is safe. A connection that failed in
         any way is closed, never returned to the pool half-read. ``pool`` and
-        ``node`` name a cluster node's pool (default: the single server's).
+        ``node`` name a cluster node's pool (default: the single server's);
+        ``retries`` overrides the store's.
         """
         pool = pool if pool is not None else self._client.connection_pool
+        retries = self._retries if retries is None else retries
         backoff = ExponentialBackoff(cap=1.0, base=0.05)
         attempt = 0
         while True:
@@ -878,7 +881,7 @@ class RedisStore(Store):
                         connection.disconnect()
                         pool.release(connection)
                     attempt += 1
-                    if attempt > self._retries:
+                    if attempt > retries:
                         raise
                     time.sleep(backoff.compute(attempt))
                     continue
@@ -899,17 +902,20 @@ class RedisStore(Store):
 
         ``operation`` returns the redirection errors of the keys it could not
         handle there. ``MOVED`` refreshes the slot table and retries; ``ASK``
-        retries on the importing node with ``ASKING``; a node that cannot be
-        reached is retried once after a refresh if its slots moved (a replica
-        took over), else its :class:`StoreConnectionError` is raised.
+        retries on the importing node with ``ASKING``. A node that cannot be
+        reached makes the store reload the slot table: if a replica took over
+        its slots the keys go there at once, else the node is tried again with
+        backoff, ``retries`` times, before its :class:`StoreConnectionError`
+        is raised.
         """
         assert self._routes is not None
         routes = self._routes
+        backoff = ExponentialBackoff(cap=1.0, base=0.05)
         pending = list(range(len(keys)))
         ask: dict[int, str] = {}
-        rounds = 0
+        failures: dict[str, int] = {}
+        redirections = 0
         while pending:
-            rounds += 1
             groups: dict[tuple[str, bool], list[int]] = {}
             with self._errors(keys[pending[0]] if len(pending) == 1 else None):
                 for i in pending:
@@ -919,20 +925,24 @@ class RedisStore(Store):
             for (name, asking), indexes in groups.items():
                 only = keys[indexes[0]] if len(indexes) == 1 else None
                 try:
-                    pool = routes.pool(name)
+                    with self._errors(only, name):
+                        pool = routes.pool(name)
                     redirected = self._run(
                         lambda c, ix=indexes, a=asking: operation(c, ix, a),  # type: ignore[misc]
                         only,
                         pool,
                         name,
+                        retries=min(self._retries, 1),  # the rest below, with fresh routes
                     )
                 except StoreConnectionError:
                     routes.refresh()
-                    if rounds > self._retries + 1 or all(
-                        routes.node(keys[i]) == name for i in indexes
-                    ):
-                        raise
-                    pending.extend(indexes)  # a replica took over these slots: retry there
+                    failures[name] = failures.get(name, 0) + 1
+                    moved = any(routes.node(keys[i]) != name for i in indexes)
+                    if not moved:
+                        if failures[name] > self._retries:
+                            raise
+                        time.sleep(backoff.compute(failures[name]))
+                    pending.extend(indexes)  # a replica took over, or one more try
                     continue
                 for i, error in redirected.items():
                     kind, address = _redirection(error) or ('', '')
@@ -944,10 +954,12 @@ class RedisStore(Store):
                     else:
                         refresh = True
                     pending.append(i)
-            if pending and rounds > 16:
+                if redirected:
+                    redirections += 1
+            if redirections > 16:
                 with self._errors(keys[pending[0]]):
                     raise redis.exceptions.ClusterError(
-                        f'still redirected after {rounds} rounds (slots keep moving)'
+                        f'still redirected after {redirections} rounds (slots keep moving)'
                     )
             if refresh:
                 routes.refresh()

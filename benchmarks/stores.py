@@ -385,21 +385,34 @@ def bench_cluster(args: argparse.Namespace) -> list[list[str]]:
                 f'bench-cluster-{uuid.uuid4().hex[:8]}', hostname=chost, port=cport, cluster=True
             ),
         }
+
+        def resolve_once(store: Store) -> float:
+            proxy = store.proxy(x)
+            got, _, nbytes, _ = _in_worker(worker, _resolve_proxy, pickle.dumps(proxy))
+            _check(nbytes, x, store.name)
+            return got
+
+        def batch_once(store: Store) -> float:
+            elapsed, keys = _timed(lambda: store.set_batch(objs))
+            for key in keys:
+                store.evict(key)
+            return elapsed
+
+        # Interleaved (single, cluster, single, ...) so a change in the machine's
+        # load during the run affects both sides alike.
+        samples: dict[str, dict[str, list[float]]] = {
+            name: {'resolve': [], 'set_batch': []} for name in stores
+        }
         try:
-            for name, store in stores.items():
-                got = _store_sample(store, worker, x, args)
-
-                def batch(store: Store = store) -> float:
-                    elapsed, keys = _timed(lambda: store.set_batch(objs))
-                    for key in keys:
-                        store.evict(key)
-                    return elapsed
-
-                results[name] = {
-                    'resolve': got.resolve,
-                    'set_batch': common.measure_self_timed(batch, args.repeat, args.warmup),
-                }
-                print(f'  {name:<14} cluster comparison: done', flush=True)
+            for run in range(args.warmup + args.repeat):
+                for name, store in stores.items():
+                    resolve_time, batch_time = resolve_once(store), batch_once(store)
+                    if run >= args.warmup:
+                        samples[name]['resolve'].append(resolve_time)
+                        samples[name]['set_batch'].append(batch_time)
+            for name, values in samples.items():
+                results[name] = {what: common.median(v) for what, v in values.items()}
+            print('  redis vs redis-cluster: done', flush=True)
         finally:
             for store in stores.values():
                 store.cleanup()

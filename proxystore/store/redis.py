@@ -722,7 +722,12 @@ class RedisStore(Store):
                 **self._redis_kwargs,
             )
         except redis.exceptions.RedisClusterException as e:
-            if 'not enabled' in str(e).lower() or 'cluster mode' in str(e).lower():
+            message = str(e)
+            if any(m in message for m in ('NOAUTH', 'WRONGPASS', 'authenticated', 'password')):
+                # redis-py wraps the node's authentication error in its own.
+                where = f'Redis Cluster at {self.hostname}:{self.port} (store {self.name!r})'
+                raise self._auth_error(where, e) from e
+            if 'not enabled' in message.lower() or 'cluster mode' in message.lower():
                 raise StoreConfigError(
                     f'RedisStore cluster=True, but {self.hostname}:{self.port} is not a Redis '
                     f'Cluster node ({e}). Pass cluster=False for a single server.',

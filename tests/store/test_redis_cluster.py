@@ -304,3 +304,42 @@ def test_proxy_resolves_in_child(redis_cluster: Cluster, method: str) -> None:
     with ctx.Pool(1) as pool:
         assert pool.apply(_resolve, (data,)) == float(array.sum())
     store.evict(key)
+
+
+# -- error translation, as on a single server ---------------------------------------
+
+
+def test_full_master_raises_store_full_error(private_cluster: Cluster) -> None:
+    from proxystore.exceptions import StoreFullError
+
+    store = _store(private_cluster)
+    small = store.set('fits')
+    for master in private_cluster.masters():
+        master('CONFIG', 'SET', 'maxmemory-policy', 'noeviction')
+        master('CONFIG', 'SET', 'maxmemory', '1')
+    with pytest.raises(StoreFullError, match=r'Redis Cluster node 127\.0\.0\.1:\d+.*out of memory'):
+        store.set(np.zeros(100_000))
+    with pytest.raises(StoreFullError):
+        store.set_batch([np.zeros(1000) for _ in range(10)])
+    assert store.get(small) == 'fits'  # reads still work
+
+
+def test_authentication_errors_on_the_cluster(private_cluster: Cluster) -> None:
+    from proxystore.exceptions import StoreAuthenticationError
+
+    for node in private_cluster.nodes:
+        node('ACL', 'SETUSER', 'limited', 'on', '>limited-pw', '~*', '+@all', '-rpush')
+        node('CONFIG', 'SET', 'requirepass', 'secret-pw')
+    with pytest.raises(StoreAuthenticationError, match='password'):
+        RedisStore('no-pass', cluster=True, **entry(private_cluster))
+    store = RedisStore('pass', cluster=True, password='secret-pw', **entry(private_cluster))
+    assert store.get(store.set('ok')) == 'ok'
+    limited = RedisStore(
+        'limited',
+        cluster=True,
+        username='limited',
+        password='limited-pw',
+        **entry(private_cluster),
+    )
+    with pytest.raises(StoreAuthenticationError, match='ACL SETUSER'):
+        limited.set('refused')

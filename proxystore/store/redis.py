@@ -20,8 +20,10 @@ With ``cluster=True`` the store talks to a Redis Cluster through redis-py's
 runs, on the connection pool of the master serving each key's slot: batches
 are grouped by node (one round trip per node) and written as one ``MULTI``
 transaction per slot; ``MOVED`` replies refresh the slot table and retry,
-``ASK`` replies retry on the importing node after ``ASKING``, exactly as
-redis-py does for its own commands. The cluster-only code is
+``ASK`` replies retry on the importing node after ``ASKING`` (a multi-key
+transaction answered ``TRYAGAIN`` there is split per key), as redis-py does
+for its own commands. With ``replicas_ack=N`` each node's writes end with
+``WAIT N``, on the same connection. The cluster-only code is
 ``_ClusterRoutes`` and ``RedisStore._on_nodes``.
 """
 
@@ -230,10 +232,7 @@ class _ClusterRoutes:
         if node is None:
             self.refresh()
             node = self.client.get_node(node_name=name)
-        if node is None:  # an ASK target the cluster does not list yet
-            host, _, port = name.rpartition(':')
-            node = self.client.nodes_manager.get_node(host=host, port=int(port))
-        if node is None:
+        if node is None:  # an ASK target the cluster does not list
             raise redis.exceptions.ConnectionError(f'Redis Cluster node {name} is unknown')
         connection = node.redis_connection or self.client.get_redis_connection(node)
         return connection.connection_pool

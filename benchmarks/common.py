@@ -303,6 +303,75 @@ def redis_server(attempts: int = 5, timeout: float = 10.0) -> Iterator[tuple[str
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3, timeout: float = 30.0) -> Iterator[tuple[str, int]]:
+    """Run a private Redis Cluster of ``masters`` nodes on 127.0.0.1 (no replicas).
+
+    Yields ``(host, port)`` of one node (any node is an entry point); every
+    node and its directory are removed at exit.
+    """
+    exe, cli = shutil.which('redis-server'), shutil.which('redis-cli')
+    if exe is None or cli is None:
+        raise RuntimeError('redis-server/redis-cli are not installed')
+    workdir = tempfile.mkdtemp(prefix='bench-cluster-')
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < masters:
+            port = free_port()
+            if port + 10000 > 65535:
+                continue
+            node_dir = os.path.join(workdir, str(port))
+            os.makedirs(node_dir)
+            proc = subprocess.Popen(
+                [exe, '--bind', '127.0.0.1', '--port', str(port), '--cluster-enabled', 'yes',
+                 '--cluster-config-file', os.path.join(node_dir, 'nodes.conf'),
+                 '--save', '', '--appendonly', 'no', '--dir', node_dir,
+                 '--loglevel', 'warning'],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            if _wait_for_port(port, proc, 10):
+                procs.append(proc)
+                ports.append(port)
+            else:
+                proc.kill()
+                proc.wait()
+        subprocess.run(
+            [cli, '--cluster', 'create', *(f'127.0.0.1:{p}' for p in ports), '--cluster-yes'],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [cli, '-p', str(p), 'CLUSTER', 'INFO'],
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                for p in ports
+            ]
+            if all('cluster_state:ok' in s for s in states):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError('the Redis Cluster did not reach cluster_state:ok')
+        yield '127.0.0.1', ports[0]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # -- cross-process worker ----------------------------------------------------------------
 
 

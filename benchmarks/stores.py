@@ -32,7 +32,9 @@ from proxystore.store.local import LocalStore
 
 DEFAULT_SIZES = '1KB,1MB,10MB,100MB'
 QUICK_SIZES = '1KB,1MB'
-STORES = ('file', 'shm', 'redis', 'local')
+STORES = ('file', 'shm', 'redis', 'local', 'redis-cluster')
+CLUSTER_RESOLVE_BYTES = 100 << 20
+CLUSTER_BATCH_COUNT = 10_000
 PROXY_SIZE_BYTES = 100 << 20
 BATCH_COUNT = 100
 BATCH_OBJECT_BYTES = 1 << 10
@@ -360,6 +362,78 @@ def bench_redis(
             store.cleanup()
             client.close()
     return rows, extra
+
+
+def bench_cluster(args: argparse.Namespace) -> list[list[str]]:
+    """Redis Cluster (3 masters) vs one redis-server, same run: a 100 MB cross-process
+    resolve and a 10,000 x 1 KB set_batch (medians), with the ratio and its target."""
+    from proxystore.store.redis import RedisStore
+
+    x = np.random.default_rng(1).random(CLUSTER_RESOLVE_BYTES // 8)
+    objs = [
+        np.full(BATCH_OBJECT_BYTES // 8, i, dtype=np.float64) for i in range(CLUSTER_BATCH_COUNT)
+    ]
+    results: dict[str, dict[str, float]] = {}
+    with (
+        common.redis_server() as (host, port),
+        common.redis_cluster() as (chost, cport),
+        common.spawn_worker(('numpy', 'redis', 'proxystore', 'proxystore.store.redis')) as worker,
+    ):
+        stores = {
+            'redis': RedisStore(f'bench-single-{uuid.uuid4().hex[:8]}', hostname=host, port=port),
+            'redis-cluster': RedisStore(
+                f'bench-cluster-{uuid.uuid4().hex[:8]}', hostname=chost, port=cport, cluster=True
+            ),
+        }
+
+        def resolve_once(store: Store) -> float:
+            proxy = store.proxy(x)
+            got, _, nbytes, _ = _in_worker(worker, _resolve_proxy, pickle.dumps(proxy))
+            _check(nbytes, x, store.name)
+            return got
+
+        def batch_once(store: Store) -> float:
+            elapsed, keys = _timed(lambda: store.set_batch(objs))
+            for key in keys:
+                store.evict(key)
+            return elapsed
+
+        # Interleaved (single, cluster, single, ...) so a change in the machine's
+        # load during the run affects both sides alike.
+        samples: dict[str, dict[str, list[float]]] = {
+            name: {'resolve': [], 'set_batch': []} for name in stores
+        }
+        try:
+            for run in range(args.warmup + args.repeat):
+                for name, store in stores.items():
+                    resolve_time, batch_time = resolve_once(store), batch_once(store)
+                    if run >= args.warmup:
+                        samples[name]['resolve'].append(resolve_time)
+                        samples[name]['set_batch'].append(batch_time)
+            for name, values in samples.items():
+                results[name] = {what: common.median(v) for what, v in values.items()}
+            print('  redis vs redis-cluster: done', flush=True)
+        finally:
+            for store in stores.values():
+                store.cleanup()
+    single, cluster = results['redis'], results['redis-cluster']
+    rows = []
+    for what, label, target in (
+        ('resolve', f'resolve {common.format_size(CLUSTER_RESOLVE_BYTES)}', 1.3),
+        ('set_batch', f'set_batch {CLUSTER_BATCH_COUNT} x 1 KB', 1.5),
+    ):
+        ratio = cluster[what] / single[what]
+        rows.append(
+            [
+                label,
+                common.format_time(single[what]),
+                common.format_time(cluster[what]),
+                common.format_ratio(ratio),
+                f'<= {target}x',
+                'yes' if ratio <= target else 'NO',
+            ]
+        )
+    return rows
 
 
 def bench_local(arrays: dict[int, np.ndarray], args: argparse.Namespace) -> list[Row]:
@@ -710,6 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += redis_rows
     if 'local' in stores:
         rows += bench_local(arrays, args)
+    cluster_rows = bench_cluster(args) if 'redis-cluster' in stores else []
     order = {name: i for i, name in enumerate(PLOT_STYLES)}
     rows.sort(key=lambda r: (r.size, order[r.store]))
     print_results(rows)
@@ -761,6 +836,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         left = {name: e['leftover'] for name, e in extras.items()}
         print(f'Objects left in each store before cleanup (should be 0): {left}')
+
+    if cluster_rows:
+        common.print_table(
+            [
+                'operation',
+                'redis (1 server)',
+                'redis-cluster (3 masters)',
+                'ratio',
+                'target',
+                'met',
+            ],
+            cluster_rows,
+            title='Redis Cluster vs one redis-server, same run (median; resolve in a spawned '
+            'worker; ratio = cluster / single)',
+        )
 
     if args.plot:
         plot(rows, args.plot)

@@ -32,9 +32,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         '--store',
-        choices=['file', 'redis'],
+        choices=['file', 'redis', 'redis-cluster'],
         default='file',
-        help='file: an embedded store in a temporary directory (default); redis: a server',
+        help='file: an embedded store in a temporary directory (default); redis: a server; '
+        'redis-cluster: a Redis Cluster (--redis-host/--redis-port name any node)',
     )
     p.add_argument('--redis-host', default='127.0.0.1')
     p.add_argument('--redis-port', type=int, default=6379)
@@ -55,12 +56,13 @@ class ExampleStore:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.tmp: str | None = None
-        if args.store == 'redis':
+        if args.store in ('redis', 'redis-cluster'):
             self.store: Store = ps.store.init_store(
                 'redis',
                 name='example',
                 hostname=args.redis_host,
                 port=args.redis_port,
+                cluster=args.store == 'redis-cluster',
             )
         else:
             self.tmp = tempfile.mkdtemp(prefix='proxystore-example-')

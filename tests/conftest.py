@@ -92,13 +92,18 @@ def _make_store(kind: str, name: str, request: pytest.FixtureRequest, **kwargs: 
         small = _make_store('file', f'{name}-small', request, **kwargs)
         large = SharedMemoryStore(f'{name}-large', **kwargs)
         return MultiStore(name, [(small, MULTI_SMALL_BYTES), (large, None)], owns_routes=True)
+    if kind == 'redis-cluster':
+        from proxystore.store.redis import RedisStore
+
+        cluster = request.getfixturevalue('redis_cluster')  # one per xdist worker
+        return RedisStore(name, hostname=cluster.host, port=cluster.port, cluster=True, **kwargs)
     raise AssertionError(kind)
 
 
 #: Largest payload the ``multi`` kind puts in its small-object route.
 MULTI_SMALL_BYTES = 4096
 
-STORE_KINDS = ['local', 'file', 'shm', 'redis']
+STORE_KINDS = ['local', 'file', 'shm', 'redis', 'redis-cluster']
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -110,7 +115,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     s.cleanup()
 
 
-@pytest.fixture(params=['file', 'shm', 'redis'])
+@pytest.fixture(params=['file', 'shm', 'redis', 'redis-cluster'])
 def shared_store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A store whose objects other processes can read."""
     s = _make_store(request.param, f'{request.param}-{os.urandom(4).hex()}', request)
@@ -132,3 +137,10 @@ def store_factory(request: pytest.FixtureRequest) -> Any:
     yield make
     for s in made:
         s.cleanup()
+
+
+# -- Redis Cluster (tests/cluster.py): fixtures usable by every test module ----------
+
+from tests.cluster import private_cluster  # noqa: E402,F401
+from tests.cluster import redis_cluster  # noqa: E402,F401
+from tests.cluster import replicated_cluster  # noqa: E402,F401

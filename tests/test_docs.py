@@ -35,11 +35,15 @@ def test_code_blocks_run(
     redis_address: tuple[str, int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     blocks = python_blocks(page)
     monkeypatch.chdir(tmp_path)
     host, port = redis_address
     namespace: dict[str, Any] = {'REDIS_HOST': host, 'REDIS_PORT': port, '__name__': '__docs__'}
+    if 'REDIS_CLUSTER_PORT' in page.read_text():  # docs/scaling.md: a real cluster
+        cluster = request.getfixturevalue('redis_cluster')
+        namespace.update(REDIS_CLUSTER_HOST=cluster.host, REDIS_CLUSTER_PORT=cluster.port)
     for number, block in enumerate(blocks, start=1):
         code = compile(block, f'{page.name} block {number}', 'exec')
         exec(code, namespace)

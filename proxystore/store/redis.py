@@ -14,6 +14,17 @@ buffers (array memory included) are handed to ``sendall``; replies are read
 with ``recv_into`` straight into one preallocated, writable buffer. Everything
 else (connections, authentication, TLS, small replies) is redis-py's. Values
 written by other tools with plain ``SET`` are still readable (unversioned).
+
+With ``cluster=True`` the store talks to a Redis Cluster through redis-py's
+``RedisCluster`` (any node is an entry point). The fast path above still
+runs, on the connection pool of the master serving each key's slot: batches
+are grouped by node (one round trip per node) and written as one ``MULTI``
+transaction per slot; ``MOVED`` replies refresh the slot table and retry,
+``ASK`` replies retry on the importing node after ``ASKING`` (a multi-key
+transaction answered ``TRYAGAIN`` there is split per key), as redis-py does
+for its own commands. With ``replicas_ack=N`` each node's writes end with
+``WAIT N``, on the same connection. The cluster-only code is
+``_ClusterRoutes`` and ``RedisStore._on_nodes``.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from proxystore.exceptions import StoreConfigError
 from proxystore.exceptions import StoreConnectionError
 from proxystore.exceptions import StoreError
 from proxystore.exceptions import StoreFullError
+from proxystore.exceptions import StoreIOError
 from proxystore.serialize import Buffer
 from proxystore.store.base import Store
 from proxystore.store.buffers import allocate
@@ -123,6 +135,116 @@ def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
     return out, 1 + len(groups)
 
 
+def _command(*args: bytes) -> bytes:
+    """One RESP command, framed (small arguments only)."""
+    return b'*%d\r\n' % len(args) + b''.join(_bulk(a) for a in args)
+
+
+_MULTI = _command(b'MULTI')
+_EXEC = _command(b'EXEC')
+_ASKING = _command(b'ASKING')
+
+
+def _pack_transaction(
+    items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
+) -> tuple[list[Buffer], int]:
+    """Frame ``[ASKING] MULTI (DEL, RPUSH...) per item EXEC``; payloads are not copied.
+
+    Returns the buffers and the number of queued commands.
+    """
+    buffers: list[Buffer] = [_ASKING, _MULTI] if asking else [_MULTI]
+    queued = 0
+    for key, parts in items:
+        packed, commands = _pack_put(key.encode('utf-8'), parts)
+        buffers.extend(packed)
+        queued += commands
+    buffers.append(_EXEC)
+    return buffers, queued
+
+
+def _read_transaction(connection: Any, queued: int, *, asking: bool = False) -> Exception | None:
+    """Read the replies of one ``_pack_transaction``: the first error, or None.
+
+    Every reply is consumed even after an error, so the connection stays
+    usable for the replies that follow it in the same pipeline.
+    """
+    errors: list[Exception] = []
+    for _ in range(queued + 1 + asking):  # +OK for ASKING and MULTI, +QUEUED per command
+        try:
+            connection.read_response()
+        except redis.exceptions.ResponseError as e:
+            errors.append(e)
+    try:
+        replies = connection.read_response()
+    except redis.exceptions.ResponseError as e:  # EXECABORT after a queuing error
+        return errors[0] if errors else e
+    for reply in replies or ():
+        if isinstance(reply, Exception):
+            return reply
+    return errors[0] if errors else None
+
+
+def _wait_command(replicas: int, timeout: float) -> bytes:
+    """``WAIT replicas milliseconds``: blocks until the connection's writes reached replicas."""
+    return _command(b'WAIT', b'%d' % replicas, b'%d' % max(1, int(timeout * 1000)))
+
+
+def _redirection(error: Exception | str) -> tuple[str, str] | None:
+    """``('MOVED' or 'ASK', 'host:port')`` of a cluster redirection error, else None.
+
+    ``('TRYAGAIN', '')`` for a multi-key transaction on a slot being migrated.
+
+    redis-py strips the ``MOVED``/``ASK`` prefix into its error class; this
+    module's own reply reader keeps it: both forms are recognised.
+    """
+    if isinstance(error, redis.exceptions.MovedError):
+        return 'MOVED', f'{error.host}:{error.port}'
+    if isinstance(error, redis.exceptions.AskError):
+        return 'ASK', f'{error.host}:{error.port}'
+    if isinstance(error, redis.exceptions.TryAgainError) or str(error).startswith('TRYAGAIN'):
+        return 'TRYAGAIN', ''  # a multi-key request on a slot being migrated: split, retry
+    words = str(error).split()
+    if len(words) == 3 and words[0] in ('MOVED', 'ASK'):
+        return words[0], words[2]
+    return None
+
+
+class _ClusterRoutes:
+    """Which master serves a key, and that master's connection pool (cluster only).
+
+    A thin layer over redis-py's slot table (``RedisCluster.nodes_manager``),
+    so a ``MOVED`` that redis-py follows for its own commands also fixes ours.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def node(self, key: str) -> str:
+        """``host:port`` of the master serving ``key``'s slot (per the cached table)."""
+        return str(self.client.get_node_from_key(key).name)
+
+    def slot(self, key: str) -> int:
+        return int(self.client.keyslot(key))
+
+    def pool(self, name: str) -> Any:
+        """The connection pool of node ``name`` (``host:port``), learning the node if new."""
+        node = self.client.get_node(node_name=name)
+        if node is None:
+            self.refresh()
+            node = self.client.get_node(node_name=name)
+        if node is None:  # an ASK target the cluster does not list
+            raise redis.exceptions.ConnectionError(f'Redis Cluster node {name} is unknown')
+        connection = node.redis_connection or self.client.get_redis_connection(node)
+        return connection.connection_pool
+
+    def refresh(self) -> None:
+        """Reload the slot table from any reachable node (after MOVED or a failure)."""
+        with contextlib.suppress(
+            redis.exceptions.RedisError, redis.exceptions.RedisClusterException
+        ):
+            self.client.nodes_manager.initialize()
+
+
 def _coalesce(buffers: Sequence[Buffer], small: int = 65536) -> list[Buffer]:
     """Join runs of small buffers so each ``sendall`` moves a useful amount.
 
@@ -177,6 +299,18 @@ class _BadValue(Exception):
         self.index = index
         self.reason = reason
         self.size = size  # set when a plausible value did not fit in local memory
+
+
+def _response_error(error: redis.exceptions.ResponseError) -> redis.exceptions.ResponseError:
+    """The redis-py class of an error reply this module read itself (CLUSTERDOWN, TRYAGAIN)."""
+    message = str(error)
+    for prefix, cls in (
+        ('CLUSTERDOWN', redis.exceptions.ClusterDownError),
+        ('TRYAGAIN', redis.exceptions.TryAgainError),
+    ):
+        if message.startswith(prefix + ' '):
+            return cls(message[len(prefix) + 1 :])
+    return error
 
 
 class _ReplyReader:
@@ -454,6 +588,25 @@ def _check_arguments(
         raise fail('retries', 'an int >= 0', retries)
 
 
+def _check_cluster_arguments(cluster: Any, replicas_ack: Any, db: Any) -> None:
+    """Raise :class:`StoreConfigError` for a bad ``cluster`` or ``replicas_ack``."""
+    if not _is_bool(cluster):
+        raise StoreConfigError(
+            f'RedisStore cluster must be True or False, got {cluster!r} '
+            f'({type(cluster).__name__}).',
+        )
+    if not _is_int(replicas_ack) or replicas_ack < 0:
+        raise StoreConfigError(
+            f'RedisStore replicas_ack must be an int >= 0 (replicas that must hold each write '
+            f'before set returns), got {replicas_ack!r} ({type(replicas_ack).__name__}).',
+        )
+    if cluster and db != 0:
+        raise StoreConfigError(
+            f'RedisStore db must be 0 with cluster=True (a Redis Cluster has only database 0), '
+            f'got {db!r}.',
+        )
+
+
 class RedisStore(Store):
     """Store objects on a Redis server.
 
@@ -473,6 +626,14 @@ class RedisStore(Store):
             reply before raising :class:`~proxystore.exceptions.StoreConnectionError`.
         retries: Reconnect attempts (with exponential backoff) after a
             connection error before giving up.
+        cluster: ``hostname``/``port`` name any node of a Redis Cluster:
+            objects spread over its masters by key (see ``docs/scaling.md``).
+            Needs ``db=0`` (a cluster has one database).
+        replicas_ack: After each write, wait (``WAIT``) until this many
+            replicas of the key's master hold it, for at most half of
+            ``timeout``; fewer raise
+            :class:`~proxystore.exceptions.StoreIOError`. 0 (the default)
+            does not wait.
         redis_kwargs: Extra keyword arguments for ``redis.Redis``: TLS
             (``ssl=True``, ``ssl_ca_certs=...``) and keep-alive options. They
             travel inside proxies, so put no secrets here. Options that would
@@ -483,8 +644,11 @@ class RedisStore(Store):
 
     Raises:
         StoreConfigError: an argument has the wrong type or range (the
-            message names it and what is accepted), or ``redis_kwargs`` holds
-            an option the store cannot work with.
+            message names it and what is accepted), ``redis_kwargs`` holds
+            an option the store cannot work with, or ``cluster=True`` names
+            a server that is not a cluster node.
+        StoreConnectionError: ``cluster=True`` and no node is reachable
+            (the slot table is read at construction).
 
     """
 
@@ -500,12 +664,15 @@ class RedisStore(Store):
         share_credentials: bool = False,
         timeout: float = 30.0,
         retries: int = 3,
+        cluster: bool = False,
+        replicas_ack: int = 0,
         redis_kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
         _check_arguments(
             hostname, port, db, username, password, share_credentials, timeout, retries
         )
+        _check_cluster_arguments(cluster, replicas_ack, db)
         self._redis_kwargs = _check_redis_kwargs(redis_kwargs)
         super().__init__(name, **options)
         self.hostname = hostname
@@ -516,18 +683,63 @@ class RedisStore(Store):
         self._share_credentials = share_credentials
         self._timeout = timeout
         self._retries = retries
-        self._client = redis.Redis(
-            host=hostname,
-            port=self.port,
-            db=db,
-            username=self._username,
-            password=self._password,
-            socket_timeout=timeout,
-            socket_connect_timeout=min(timeout, 5.0),
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-            **self._redis_kwargs,
-        )
+        self._cluster = cluster
+        self._replicas_ack = replicas_ack
+        self._routes: _ClusterRoutes | None = None
+        if cluster:
+            self._routes = _ClusterRoutes(self._connect_cluster())
+            self._client: Any = self._routes.client
+        else:
+            self._client = redis.Redis(
+                host=hostname,
+                port=self.port,
+                db=db,
+                username=self._username,
+                password=self._password,
+                socket_timeout=timeout,
+                socket_connect_timeout=min(timeout, 5.0),
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+                retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+                **self._redis_kwargs,
+            )
+
+    def _connect_cluster(self) -> Any:
+        """A ``RedisCluster`` client; reads the slot table from the entry node now."""
+        from redis.cluster import RedisCluster
+
+        try:
+            return RedisCluster(
+                host=self.hostname,
+                port=self.port,
+                username=self._username,
+                password=self._password,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=min(self._timeout, 5.0),
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), self._retries),
+                # Slots of a dead master fail; the other masters keep serving.
+                require_full_coverage=False,
+                **self._redis_kwargs,
+            )
+        except redis.exceptions.RedisClusterException as e:
+            message = str(e)
+            if any(m in message for m in ('NOAUTH', 'WRONGPASS', 'authenticated', 'password')):
+                # redis-py wraps the node's authentication error in its own.
+                where = f'Redis Cluster at {self.hostname}:{self.port} (store {self.name!r})'
+                raise self._auth_error(where, e) from e
+            if 'not enabled' in message.lower() or 'cluster mode' in message.lower():
+                raise StoreConfigError(
+                    f'RedisStore cluster=True, but {self.hostname}:{self.port} is not a Redis '
+                    f'Cluster node ({e}). Pass cluster=False for a single server.',
+                ) from e
+            raise StoreConnectionError(
+                f'Cannot reach the Redis Cluster at {self.hostname}:{self.port} (store '
+                f'{self.name!r}): {e}. Check that the node is running and that this host can '
+                'connect to it; any node of the cluster is a valid entry point.',
+            ) from e
+        except redis.exceptions.RedisError as e:
+            with self._errors():
+                raise
+            raise AssertionError('unreachable') from e  # pragma: no cover
 
     def _config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -537,6 +749,10 @@ class RedisStore(Store):
             'timeout': self._timeout,
             'retries': self._retries,
         }
+        if self._cluster:
+            config['cluster'] = True
+        if self._replicas_ack:
+            config['replicas_ack'] = self._replicas_ack
         if self._redis_kwargs:
             config['redis_kwargs'] = self._redis_kwargs
         if self._share_credentials:
@@ -547,46 +763,65 @@ class RedisStore(Store):
             )
         return config
 
-    def _where(self, key: str | None = None) -> str:
-        where = f'Redis at {self.hostname}:{self.port} (store {self.name!r}'
+    def _where(self, key: str | None = None, node: str | None = None) -> str:
+        if self._routes is not None:
+            if node is None and key is not None:
+                with contextlib.suppress(Exception):
+                    node = self._routes.node(key)
+            where = f'Redis Cluster node {node or "?"} (entry {self.hostname}:{self.port}, '
+            where += f'store {self.name!r}'
+        else:
+            where = f'Redis at {self.hostname}:{self.port} (store {self.name!r}'
         return where + (f', key {key!r})' if key is not None else ')')
 
     @contextlib.contextmanager
-    def _errors(self, key: str | None = None) -> Iterator[None]:
+    def _errors(self, key: str | None = None, node: str | None = None) -> Iterator[None]:
         """Translate redis-py errors into ProxyStore errors naming host, port and key."""
         try:
             yield
         except ProxyStoreError:
             raise
+        except (
+            redis.exceptions.ClusterDownError,
+            redis.exceptions.TryAgainError,
+            redis.exceptions.ClusterError,
+            redis.exceptions.RedisClusterException,
+        ) as e:
+            reason = str(e).rstrip('.') or type(e).__name__
+            raise StoreConnectionError(
+                f'{self._where(key, node)} cannot serve the request now: {reason}. A master '
+                'may be down (its slots fail until a replica takes over) or slots are moving: '
+                'retry shortly, or raise retries=.',
+            ) from e
         except redis.exceptions.AuthenticationError as e:
-            raise self._auth_error(self._where(key), e) from e
+            raise self._auth_error(self._where(key, node), e) from e
         except redis.exceptions.BusyLoadingError as e:
             raise StoreConnectionError(
-                f'{self._where(key)} is still loading its data set: {str(e).rstrip(".")}. '
+                f'{self._where(key, node)} is still loading its data set: {str(e).rstrip(".")}. '
                 'Retry shortly, or raise retries= so the store waits for it.',
             ) from e
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
             # OSError: socket errors and timeouts of this module's own reply reader.
             reason = str(e).rstrip('.') or type(e).__name__
             raise StoreConnectionError(
-                f'Cannot reach {self._where(key)}: {reason}. Check that redis-server is running '
-                'and that this host can connect to that address.',
+                f'Cannot reach {self._where(key, node)}: {reason}. Check that redis-server is '
+                'running and that this host can connect to that address.',
             ) from e
         except redis.exceptions.ResponseError as e:
             # redis-py strips the OOM/NOPERM prefix it turns into a class: test both.
             message = str(e)
             if isinstance(e, _OUT_OF_MEMORY) or message.startswith('OOM'):
                 raise StoreFullError(
-                    f'{self._where(key)} is out of memory (maxmemory reached), nothing was '
+                    f'{self._where(key, node)} is out of memory (maxmemory reached), nothing was '
                     f'written: {message}. Evict objects, or raise maxmemory on the server.',
                 ) from e
             if isinstance(e, _NO_PERMISSION) or message.startswith('NOPERM'):
-                raise self._auth_error(self._where(key), e) from e
+                raise self._auth_error(self._where(key, node), e) from e
             if message.startswith('NOAUTH'):
-                raise self._auth_error(self._where(key), e) from e
-            raise StoreError(f'{self._where(key)} refused the command: {message}') from e
+                raise self._auth_error(self._where(key, node), e) from e
+            raise StoreError(f'{self._where(key, node)} refused the command: {message}') from e
         except redis.exceptions.RedisError as e:
-            raise StoreError(f'{self._where(key)} failed: {e}') from e
+            raise StoreError(f'{self._where(key, node)} failed: {e}') from e
 
     @staticmethod
     def _auth_error(where: str, e: Exception) -> StoreAuthenticationError:
@@ -607,28 +842,38 @@ class RedisStore(Store):
             'tool may use this key: evict it, or let the store create keys (set without key=).',
         )
 
-    def _connection(self) -> Any:
-        pool = self._client.connection_pool
+    @staticmethod
+    def _connection(pool: Any) -> Any:
         try:
             return pool.get_connection()
         except TypeError:  # redis-py < 5.3 needs a command name
             return pool.get_connection('_')
 
-    def _run(self, operation: Callable[[Any], T], key: str | None) -> T:
+    def _run(
+        self,
+        operation: Callable[[Any], T],
+        key: str | None,
+        pool: Any = None,
+        node: str | None = None,
+        retries: int | None = None,
+    ) -> T:
         """Run ``operation(connection)``, retrying connection errors with backoff.
 
         Operations here are idempotent (a whole transaction, or a read), so a
         retry after a dropped connection is safe. A connection that failed in
-        any way is closed, never returned to the pool half-read.
+        any way is closed, never returned to the pool half-read. ``pool`` and
+        ``node`` name a cluster node's pool (default: the single server's);
+        ``retries`` overrides the store's.
         """
-        pool = self._client.connection_pool
+        pool = pool if pool is not None else self._client.connection_pool
+        retries = self._retries if retries is None else retries
         backoff = ExponentialBackoff(cap=1.0, base=0.05)
         attempt = 0
         while True:
-            with self._errors(key):
+            with self._errors(key, node):
                 connection = None
                 try:
-                    connection = self._connection()
+                    connection = self._connection(pool)
                     result = operation(connection)
                 except redis.exceptions.AuthenticationError:
                     if connection is not None:
@@ -640,7 +885,7 @@ class RedisStore(Store):
                         connection.disconnect()
                         pool.release(connection)
                     attempt += 1
-                    if attempt > self._retries:
+                    if attempt > retries:
                         raise
                     time.sleep(backoff.compute(attempt))
                     continue
@@ -652,36 +897,157 @@ class RedisStore(Store):
                 pool.release(connection)
                 return result
 
+    def _on_nodes(
+        self,
+        keys: Sequence[str],
+        operation: Callable[[Any, list[int], bool], dict[int, Exception]],
+    ) -> None:
+        """Run ``operation(connection, indexes, asking)`` on each master serving ``keys``.
+
+        ``operation`` returns the redirection errors of the keys it could not
+        handle there. ``MOVED`` refreshes the slot table and retries; ``ASK``
+        retries on the importing node with ``ASKING``. A node that cannot be
+        reached makes the store reload the slot table: if a replica took over
+        its slots the keys go there at once, else the node is tried again with
+        backoff, ``retries`` times, before its :class:`StoreConnectionError`
+        is raised.
+        """
+        assert self._routes is not None
+        routes = self._routes
+        backoff = ExponentialBackoff(cap=1.0, base=0.05)
+        pending = list(range(len(keys)))
+        ask: dict[int, str] = {}
+        failures: dict[str, int] = {}
+        redirections = 0
+        while pending:
+            groups: dict[tuple[str, bool], list[int]] = {}
+            with self._errors(keys[pending[0]] if len(pending) == 1 else None):
+                for i in pending:
+                    target = ask[i] if i in ask else routes.node(keys[i])
+                    groups.setdefault((target, i in ask), []).append(i)
+            pending, ask, refresh = [], {}, False
+            for (name, asking), indexes in groups.items():
+                only = keys[indexes[0]] if len(indexes) == 1 else None
+                try:
+                    with self._errors(only, name):
+                        pool = routes.pool(name)
+                    redirected = self._run(
+                        lambda c, ix=indexes, a=asking: operation(c, ix, a),  # type: ignore[misc]
+                        only,
+                        pool,
+                        name,
+                        retries=min(self._retries, 1),  # the rest below, with fresh routes
+                    )
+                except StoreConnectionError:
+                    routes.refresh()
+                    failures[name] = failures.get(name, 0) + 1
+                    moved = any(routes.node(keys[i]) != name for i in indexes)
+                    if not moved:
+                        if failures[name] > self._retries:
+                            raise
+                        time.sleep(backoff.compute(failures[name]))
+                    pending.extend(indexes)  # a replica took over, or one more try
+                    continue
+                for i, error in redirected.items():
+                    kind, address = _redirection(error) or ('', '')
+                    if kind == 'ASK':
+                        ask[i] = address
+                    elif kind == 'TRYAGAIN':
+                        if asking:
+                            ask[i] = name
+                    else:
+                        refresh = True
+                    pending.append(i)
+                if redirected:
+                    redirections += 1
+            if redirections > 16:
+                with self._errors(keys[pending[0]]):
+                    raise redis.exceptions.ClusterError(
+                        f'still redirected after {redirections} rounds (slots keep moving)'
+                    )
+            if refresh:
+                routes.refresh()
+
     def _put(self, key: str, parts: Sequence[Buffer]) -> None:
         self._put_batch([(key, parts)])
 
     def _put_batch(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
-        buffers: list[Buffer] = [b'*1\r\n$5\r\nMULTI\r\n']
-        queued = 0
-        for key, parts in items:
-            packed, commands = _pack_put(key.encode('utf-8'), parts)
-            buffers.extend(packed)
-            queued += commands
-        buffers.append(b'*1\r\n$4\r\nEXEC\r\n')
+        if self._routes is not None:
+            self._put_batch_cluster(items)
+            return
+        buffers, queued = _pack_transaction(items)
+        if self._replicas_ack:
+            buffers.append(_wait_command(self._replicas_ack, self._timeout / 2))
         buffers = _coalesce(buffers)
+        key = items[0][0] if len(items) == 1 else None
 
         def transaction(connection: Any) -> None:
             connection.send_packed_command(buffers)
-            errors = []
-            for _ in range(queued + 1):  # +OK for MULTI, +QUEUED for each command
-                try:
-                    connection.read_response()
-                except redis.exceptions.ResponseError as e:
-                    errors.append(e)
-            try:
-                replies = connection.read_response()
-            except redis.exceptions.ResponseError as e:  # EXECABORT after a queuing error
-                raise errors[0] if errors else e from None
-            for reply in replies or ():
-                if isinstance(reply, Exception):
-                    raise reply
+            error = _read_transaction(connection, queued)
+            acked = connection.read_response() if self._replicas_ack else None
+            if error is not None:
+                raise error
+            if acked is not None:
+                self._check_acked(int(acked), [k for k, _ in items], None)
 
-        self._run(transaction, items[0][0] if len(items) == 1 else None)
+        self._run(transaction, key)
+
+    def _put_batch_cluster(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
+        """One round trip per master; one ``MULTI`` per slot (a transaction cannot span slots)."""
+        assert self._routes is not None
+        keys = [key for key, _ in items]
+        slots = [self._routes.slot(key) for key in keys]
+        alone: set[int] = set()  # answered TRYAGAIN in a multi-key transaction
+
+        def write(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
+            by_slot: dict[Any, list[int]] = {}
+            for i in indexes:
+                by_slot.setdefault(('alone', i) if i in alone else slots[i], []).append(i)
+            buffers: list[Buffer] = []
+            transactions = []
+            for group in by_slot.values():
+                packed, queued = _pack_transaction([items[i] for i in group], asking=asking)
+                buffers.extend(packed)
+                transactions.append((group, queued))
+            if self._replicas_ack:
+                buffers.append(_wait_command(self._replicas_ack, self._timeout / 2))
+            connection.send_packed_command(_coalesce(buffers))
+            redirected: dict[int, Exception] = {}
+            failure: Exception | None = None
+            for group, queued in transactions:
+                error = _read_transaction(connection, queued, asking=asking)
+                if error is None:
+                    continue
+                redirection = _redirection(error)
+                if redirection is not None:
+                    redirected.update((i, error) for i in group)
+                    if redirection[0] == 'TRYAGAIN':
+                        alone.update(group)
+                elif failure is None:
+                    failure = error
+            acked = connection.read_response() if self._replicas_ack else None
+            if failure is not None:
+                raise failure
+            if acked is not None:
+                written = [keys[i] for i in indexes if i not in redirected]
+                self._check_acked(int(acked), written, connection)
+            return redirected
+
+        self._on_nodes(keys, write)
+
+    def _check_acked(self, acked: int, keys: list[str], connection: Any) -> None:
+        """Raise :class:`StoreIOError` if fewer than ``replicas_ack`` replicas have ``keys``."""
+        if acked >= self._replicas_ack or not keys:
+            return
+        node = f'{connection.host}:{connection.port}' if connection is not None else None
+        shown = ', '.join(repr(k) for k in keys[:3]) + (' ...' if len(keys) > 3 else '')
+        raise StoreIOError(
+            f'{self._where(None, node)}: only {acked} of the {self._replicas_ack} replicas '
+            f'required (replicas_ack) acknowledged the write of {shown} within '
+            f'{self._timeout / 2:g} s. The object is on the master and readable, but not '
+            'durable: it is lost if the master dies now. Check the replicas (INFO replication),'
+            ' lower replicas_ack, or raise timeout; set the object again to retry.',
+        )
 
     # -- reads: every one returns the version token read with the bytes ----------
 
@@ -704,23 +1070,46 @@ class RedisStore(Store):
     def _get_batch_versioned(
         self, keys: Sequence[str]
     ) -> list[tuple[Buffer | None, Hashable | None]]:
-        """``(bytes, token)`` of each key, in one pipelined round trip (see ``_get_versioned``)."""
+        """``(bytes, token)`` of each key, in one pipelined round trip (see ``_get_versioned``).
 
-        def read(connection: Any) -> list[Any]:
+        On a cluster: one round trip per master holding some of the keys.
+        """
+        replies: list[Any] = [None] * len(keys)
+
+        def read(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
             sock = getattr(connection, '_sock', None)
             if sock is None:
                 connection.connect()
                 sock = getattr(connection, '_sock', None)
-            commands = [('LRANGE', key, 0, -1) for key in keys]
+            commands: list[tuple[Any, ...]] = []
+            for i in indexes:
+                if asking:
+                    commands.append(('ASKING',))
+                commands.append(('LRANGE', keys[i], 0, -1))
             connection.send_packed_command(connection.pack_commands(commands))
             reader = _ReplyReader(sock)
+            redirected: dict[int, Exception] = {}
             try:
-                return [reader.read_list(i) for i in range(len(keys))]
+                for i in indexes:
+                    if asking:
+                        reader.line()  # +OK
+                    reply = reader.read_list(i)
+                    if isinstance(reply, redis.exceptions.ResponseError) and _redirection(reply):
+                        redirected[i] = reply
+                    else:
+                        replies[i] = reply
             finally:
                 reader.close()
+            return redirected
 
         try:
-            replies = self._run(read, keys[0] if len(keys) == 1 else None)
+            if self._routes is not None:
+                self._on_nodes(keys, read)
+            else:
+                self._run(
+                    lambda c: read(c, list(range(len(keys))), False),
+                    keys[0] if len(keys) == 1 else None,
+                )
         except _BadValue as e:
             key = keys[e.index]
             if e.size is not None:
@@ -735,7 +1124,7 @@ class RedisStore(Store):
                 results.append(reply if reply is not None else (None, None))
             elif 'WRONGTYPE' not in str(reply):
                 with self._errors(key):
-                    raise reply
+                    raise _response_error(reply)
             else:
                 results.append((self._get_plain(key), None))
         return results

@@ -136,7 +136,8 @@ def test_many_tiny_arrays_cost_what_pickle_costs() -> None:
     arrays = [np.full(1, i % 256, np.uint8) for i in range(1 << 16)]
     size = payload_size(serialize_parts(arrays))
     assert size <= len(pickle.dumps(arrays, protocol=5)) + 256
-    assert [int(a[0]) for a in deserialize(serialize(arrays))[:300]] == [i % 256 for i in range(300)]
+    out = deserialize(serialize(arrays))
+    assert [int(a[0]) for a in out[:300]] == [i % 256 for i in range(300)]
 
 
 @pytest.mark.timeout(300)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import mmap
 import os
 import sys
@@ -40,6 +41,7 @@ __all__ = [
     'REMOTE_FILE_SYSTEMS',
     'allocate',
     'can_map',
+    'can_map_device',
     'file_system_type',
     'map_file',
 ]
@@ -153,9 +155,27 @@ def can_map(fd: int) -> bool:
     return _libc is not None and file_system_type(fd) in LOCAL_FILE_SYSTEMS
 
 
-def _unmap(address: int, size: int) -> None:
-    assert _libc is not None
-    _libc.munmap(address, size)
+_local_devices: dict[int, bool] = {}
+
+
+def can_map_device(fd: int, device: int) -> bool:
+    """:func:`can_map` for ``fd`` on device ``device`` (its ``st_dev``), remembered per device."""
+    local = _local_devices.get(device)
+    if local is None:
+        local = _local_devices[device] = can_map(fd)
+    return local
+
+
+#: Weak references to live mappings' arrays, by address; each one's callback unmaps it.
+_mappings: dict[int, weakref.ref[ctypes.Array[ctypes.c_ubyte]]] = {}
+
+
+def _unmap(address: int, size: int, ref: weakref.ref[ctypes.Array[ctypes.c_ubyte]]) -> None:
+    # Runs when the array (the exporter every view and numpy array keeps
+    # alive) is freed, so nothing can read the memory any more.
+    _mappings.pop(address, None)
+    if _libc is not None:
+        _libc.munmap(address, size)
 
 
 def map_file(fd: int, size: int) -> memoryview:
@@ -178,7 +198,5 @@ def map_file(fd: int, size: int) -> memoryview:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     array = (ctypes.c_ubyte * size).from_address(address)
-    # Unmapped when the array (the exporter every view and numpy array keeps
-    # alive) is freed; at exit the OS unmaps, so no unmap races late readers.
-    weakref.finalize(array, _unmap, address, size).atexit = False
+    _mappings[address] = weakref.ref(array, functools.partial(_unmap, address, size))
     return memoryview(array).cast('B')

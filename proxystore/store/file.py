@@ -43,7 +43,7 @@ from proxystore.serialize import Buffer
 from proxystore.store.base import Store
 from proxystore.store.buffers import MAP_THRESHOLD
 from proxystore.store.buffers import allocate
-from proxystore.store.buffers import can_map
+from proxystore.store.buffers import can_map_device
 from proxystore.store.buffers import map_file
 
 __all__ = ['FileStore']
@@ -74,7 +74,7 @@ def _parse_header(head: Buffer) -> tuple[bytes, bytes] | None:
     view = memoryview(head)
     if view.nbytes < _FILE_HEADER_SIZE or view[:4] != _FILE_MAGIC:
         return None
-    magic, version, tag, write_id = _FILE_HEADER.unpack_from(view)
+    _, version, tag, write_id = _FILE_HEADER.unpack_from(view)
     if version != _FILE_VERSION:
         return None
     return tag, write_id
@@ -113,15 +113,12 @@ def _read_into(fd: int, size: int) -> bytearray | memoryview:
     return buffer if position == size else view[:position]
 
 
-def _check_args(
-    name: str, store_dir: Any, file_mode: Any, fsync: Any, mapped_reads: Any
-) -> str:
+def _check_args(name: str, store_dir: Any, file_mode: Any, fsync: Any, mapped_reads: Any) -> str:
     """Validate the constructor arguments; return store_dir as an absolute path."""
     where = f'FileStore {name!r}'
     if store_dir is None or isinstance(store_dir, bytes):
         raise StoreConfigError(
-            f'{where}: store_dir must be a directory path (str or os.PathLike), got '
-            f'{store_dir!r}.',
+            f'{where}: store_dir must be a directory path (str or os.PathLike), got {store_dir!r}.',
         )
     try:
         path = os.fspath(store_dir)
@@ -138,7 +135,9 @@ def _check_args(
             'current directory).',
         )
     if not isinstance(file_mode, int) or isinstance(file_mode, bool):
-        hint = ' Write it as an int, such as 0o400, not a str.' if isinstance(file_mode, str) else ''
+        hint = (
+            ' Write it as an int, such as 0o400, not a str.' if isinstance(file_mode, str) else ''
+        )
         raise StoreConfigError(
             f'{where}: file_mode must be an int of permission bits, got {file_mode!r}.{hint}',
         )
@@ -287,7 +286,7 @@ class FileStore(Store):
             size >= MAP_THRESHOLD
             and self._mapped_reads
             and not st.st_mode & _WRITE_BITS
-            and can_map(fd)
+            and can_map_device(fd, st.st_dev)
         ):
             try:
                 return map_file(fd, size)

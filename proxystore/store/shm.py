@@ -53,7 +53,7 @@ def _dir_name(name: str) -> str:
     if len(encoded) <= _MAX_READABLE:
         return encoded
     digest = hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()
-    return f'{encoded[:_MAX_READABLE - 65]}={digest}'
+    return f'{encoded[: _MAX_READABLE - 65]}={digest}'
 
 
 class SharedMemoryStore(FileStore):

@@ -112,6 +112,7 @@ def test_network_file_system_is_read_not_mapped(
         pytest.skip('the temporary directory is not on a local file system')
     assert is_file_mapping(store.get(key))  # local: mapped
     monkeypatch.setattr(buffers, 'file_system_type', lambda fd: NFS_MAGIC)
+    monkeypatch.setattr(buffers, '_local_devices', {})  # forget what this device was
     out = store.get(key)
     assert not is_file_mapping(out) and np.array_equal(out, data) and out.flags.writeable
     store.evict(key)
@@ -179,7 +180,9 @@ def _rewrite_in_place(path: str) -> str:
         return f.read().decode()
 
 
-def _reader(kind: str, store_dir: str, unprivileged: bool, options: dict[str, Any], conn: Any) -> None:
+def _reader(
+    kind: str, store_dir: str, unprivileged: bool, options: dict[str, Any], conn: Any
+) -> None:
     if unprivileged:
         _drop_privileges()
     cls = SharedMemoryStore if kind == 'tmpfs' else FileStore
@@ -227,9 +230,7 @@ def test_foreign_rewrite_cannot_kill_a_reader_of_a_mapped_object(
 
 
 @pytest.mark.parametrize('method', ['fork', 'spawn'])
-def test_mapped_reads_false_survives_even_a_privileged_rewrite(
-    world_dir: str, method: str
-) -> None:
+def test_mapped_reads_false_survives_even_a_privileged_rewrite(world_dir: str, method: str) -> None:
     """Root ignores file modes; a store that must survive root rewrites reads into memory."""
     if os.geteuid() != 0:
         pytest.skip('needs a privileged process to rewrite read-only files')

@@ -71,11 +71,11 @@ def _store_tag(name: str) -> bytes:
 
 def _parse_header(head: Buffer) -> tuple[bytes, bytes] | None:
     """(store tag, write id) of an object file's first bytes, None if it has no header."""
-    view = memoryview(head)
-    if view.nbytes < _FILE_HEADER_SIZE or view[:4] != _FILE_MAGIC:
+    try:
+        magic, version, tag, write_id = _FILE_HEADER.unpack_from(head)
+    except struct.error:  # shorter than a header
         return None
-    _, version, tag, write_id = _FILE_HEADER.unpack_from(view)
-    if version != _FILE_VERSION:
+    if magic != _FILE_MAGIC or version != _FILE_VERSION:
         return None
     return tag, write_id
 
@@ -398,10 +398,16 @@ class FileStore(Store):
             return
         with entries:
             for entry in entries:
+                # A file replaced between the check and the unlink would be a
+                # write under the same key, which cleanup() deletes anyway.
                 if entry.name.startswith(self._tmp_prefix) or self._owns(entry):
-                    with contextlib.suppress(FileNotFoundError):
+                    try:
                         os.unlink(entry.path)
-                        removed += 1
+                    except FileNotFoundError:
+                        continue
+                    except OSError as e:
+                        raise self._io_error(e, 'clean up', entry.name) from e
+                    removed += 1
         logger.debug('FileStore %r removed %d files from %s', self.name, removed, self.store_dir)
         if self._created_dir:
             try:

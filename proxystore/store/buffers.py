@@ -17,21 +17,20 @@ page-in fail (``ESTALE``), so only local file systems named in
 :data:`LOCAL_FILE_SYSTEMS` are mapped; anything else, or any system without
 ``fstatfs``, is read into memory.
 
-A mapping here holds no file descriptor: it is made with the C library's
-``mmap`` (Python's :class:`mmap.mmap` keeps a duplicate descriptor open for
+A mapping here holds no file descriptor: before Python 3.13 (no
+``trackfd=False``), :class:`mmap.mmap` keeps a duplicate descriptor open for
 every live mapping, so a thousand resolved objects would exhaust a typical
-``RLIMIT_NOFILE``) and unmapped when the last view of it is released.
+``RLIMIT_NOFILE``; there the mapping is made with the C library's ``mmap``
+through ``ctypes`` and unmapped when the last view of it is released.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import mmap
 import os
 import sys
-import weakref
 from typing import Union
 
 __all__ = [
@@ -133,6 +132,9 @@ if sys.platform.startswith('linux') and ctypes.sizeof(ctypes.c_void_p) == 8:
         _libc = _Libc()
 
 _MAP_FAILED = ctypes.c_void_p(-1).value
+_PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
+_TRACKFD = sys.version_info >= (3, 13)
+_MAP_PRIVATE = getattr(mmap, 'MAP_PRIVATE', 0)
 _STATFS_SIZE = 256  # struct statfs is 120 bytes on 64-bit Linux; f_type comes first
 
 
@@ -166,16 +168,22 @@ def can_map_device(fd: int, device: int) -> bool:
     return local
 
 
-#: Weak references to live mappings' arrays, by address; each one's callback unmaps it.
-_mappings: dict[int, weakref.ref[ctypes.Array[ctypes.c_ubyte]]] = {}
+class _Mapping:
+    """Unmaps its pages when freed: kept in the ``__dict__`` of the array over them.
 
+    The array is the buffer exporter that every view and numpy array made
+    from the mapping keeps alive, so this runs when nothing can read it.
+    """
 
-def _unmap(address: int, size: int, ref: weakref.ref[ctypes.Array[ctypes.c_ubyte]]) -> None:
-    # Runs when the array (the exporter every view and numpy array keeps
-    # alive) is freed, so nothing can read the memory any more.
-    _mappings.pop(address, None)
-    if _libc is not None:
-        _libc.munmap(address, size)
+    __slots__ = ('address', 'size')
+
+    def __init__(self, size: int) -> None:
+        self.address = 0
+        self.size = size
+
+    def __del__(self) -> None:
+        if self.address and _libc is not None:
+            _libc.munmap(self.address, self.size)
 
 
 def map_file(fd: int, size: int) -> memoryview:
@@ -189,14 +197,20 @@ def map_file(fd: int, size: int) -> memoryview:
         OSError: the mapping failed (for example the process's map limit).
 
     """
+    if _TRACKFD:  # Python >= 3.13 can map without keeping a descriptor
+        mapping = mmap.mmap(fd, size, flags=_MAP_PRIVATE, prot=_PROT_RW, trackfd=False)  # type: ignore[call-arg,unused-ignore]
+        return memoryview(mapping)
     if _libc is None:
-        return memoryview(
-            mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE),
-        )
-    address = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
+        return memoryview(mmap.mmap(fd, size, flags=_MAP_PRIVATE, prot=_PROT_RW))
+    # Python work right after a large mmap() runs on cold caches (several
+    # microseconds a step), so prepare everything first and do little after.
+    array_type = ctypes.c_ubyte * size
+    owner = _Mapping(size)
+    address = _libc.mmap(None, size, _PROT_RW, _MAP_PRIVATE, fd, 0)
     if address is None or address == _MAP_FAILED:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-    array = (ctypes.c_ubyte * size).from_address(address)
-    _mappings[address] = weakref.ref(array, functools.partial(_unmap, address, size))
+    owner.address = address
+    array = array_type.from_address(address)
+    array._owner = owner  # type: ignore[attr-defined]
     return memoryview(array).cast('B')

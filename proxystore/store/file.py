@@ -113,9 +113,8 @@ def _read_into(fd: int, size: int) -> bytearray | memoryview:
     return buffer if position == size else view[:position]
 
 
-def _check_args(name: str, store_dir: Any, file_mode: Any, fsync: Any, mapped_reads: Any) -> str:
+def _check_args(where: str, store_dir: Any, file_mode: Any, fsync: Any, mapped_reads: Any) -> str:
     """Validate the constructor arguments; return store_dir as an absolute path."""
-    where = f'FileStore {name!r}'
     if store_dir is None or isinstance(store_dir, bytes):
         raise StoreConfigError(
             f'{where}: store_dir must be a directory path (str or os.PathLike), got {store_dir!r}.',
@@ -189,7 +188,8 @@ class FileStore(Store):
         secret: str | bytes | None = None,
         signed: bool | None = None,
     ) -> None:
-        path = _check_args(name, store_dir, file_mode, fsync, mapped_reads)
+        where = f'{type(self).__name__} {name!r}'
+        path = _check_args(where, store_dir, file_mode, fsync, mapped_reads)
         super().__init__(name, cache_size=cache_size, secret=secret, signed=signed)
         self.store_dir = path
         self._file_mode = file_mode

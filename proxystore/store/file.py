@@ -55,6 +55,7 @@ _IOV_MAX = 1024
 _MAX_NAME_BYTES = 200
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _WRITE_BITS = 0o222
+_CREATED_BY = 'user.proxystore.created-by'
 
 # Object file header: magic, format version, store tag, write id; padded to
 # 64 bytes so the payload's 64-byte segment alignment holds in the file.
@@ -220,7 +221,12 @@ class FileStore(Store):
         }
 
     def _make_dir(self) -> None:
-        """Create ``store_dir`` (and parents) if missing, remembering if this store made it."""
+        """Create ``store_dir`` (and parents) if missing, and record that this store made it.
+
+        The record is an extended attribute of the directory naming the store,
+        so its ``cleanup()`` in any process may remove the directory; where
+        the file system has no user attributes, only this object remembers.
+        """
         if os.path.isdir(self.store_dir):
             return
         parent = os.path.dirname(self.store_dir)
@@ -230,6 +236,17 @@ class FileStore(Store):
         except FileExistsError:
             return
         self._created_dir = True
+        with contextlib.suppress(OSError, AttributeError):  # no xattrs here: memory only
+            os.setxattr(self.store_dir, _CREATED_BY, self._tag)
+
+    def _made_dir(self) -> bool:
+        """Whether this store (this object or another process's) made ``store_dir``."""
+        if self._created_dir:
+            return True
+        try:
+            return os.getxattr(self.store_dir, _CREATED_BY) == self._tag
+        except (OSError, AttributeError):
+            return False
 
     def _path(self, key: str) -> str:
         if len(key.encode('utf-8', 'surrogatepass')) > _MAX_NAME_BYTES:
@@ -388,8 +405,9 @@ class FileStore(Store):
 
         Other files in ``store_dir`` (other stores' objects, anything else)
         are left alone. The directory itself is removed only if this store
-        object created it and it is then empty. The store stays usable: the
-        next ``set`` creates the directory again if needed.
+        created it (this object, or the same store in another process, where
+        the file system keeps extended attributes) and it is then empty. The
+        store stays usable: the next ``set`` creates the directory again.
         """
         removed = 0
         try:
@@ -409,7 +427,7 @@ class FileStore(Store):
                         raise self._io_error(e, 'clean up', entry.name) from e
                     removed += 1
         logger.debug('FileStore %r removed %d files from %s', self.name, removed, self.store_dir)
-        if self._created_dir:
+        if self._made_dir():
             try:
                 os.rmdir(self.store_dir)
             except OSError as e:  # not empty: someone else's files stay, and so does the directory

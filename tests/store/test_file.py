@@ -277,3 +277,25 @@ def test_version_changes_on_every_rewrite_even_with_equal_stat(tmp_path: Path) -
     assert len(seen) == 5
     assert store._version('missing') is None
     assert store._get_versioned('missing') == (None, None)
+
+
+def _read_in_child(name: str, store_dir: str, key: str) -> object:
+    return FileStore(name, store_dir=store_dir).get(key)
+
+
+def test_directory_made_again_by_another_process_is_removed(tmp_path: Path) -> None:
+    """A worker rebuilding the store after cleanup() makes the directory; the owner removes it."""
+    import multiprocessing
+
+    directory = tmp_path / 'store'
+    store = FileStore('owner', store_dir=directory)
+    key = store.set('x')
+    store.cleanup()
+    assert not directory.exists()
+    with multiprocessing.get_context('spawn').Pool(1) as pool:
+        assert pool.apply(_read_in_child, ('owner', str(directory), key)) is None
+    assert directory.is_dir()  # the worker's store made it again
+    FileStore('other-name', store_dir=directory).cleanup()
+    assert directory.is_dir()  # not made by that store
+    store.cleanup()
+    assert not directory.exists()

@@ -49,15 +49,15 @@ def test_evict_and_cleanup_release_segments(shm: SharedMemoryStore) -> None:
     assert not os.path.exists(shm.store_dir)
 
 
-def _child_writes(store_dir: str) -> str:
-    store = SharedMemoryStore('child-writer', store_dir=store_dir)
+def _child_writes(name: str, store_dir: str) -> str:
+    store = SharedMemoryStore(name, store_dir=store_dir)  # the same store, in another process
     return store.set(np.full(10, 7.0))
 
 
 def test_objects_outlive_the_process_that_wrote_them(shm: SharedMemoryStore) -> None:
     ctx = multiprocessing.get_context('spawn')
     with ctx.Pool(1) as pool:
-        key = pool.apply(_child_writes, (shm.store_dir,))
+        key = pool.apply(_child_writes, (shm.name, shm.store_dir))
     # The writer exited; the object is still there.
     assert np.array_equal(shm.get(key), np.full(10, 7.0))
     proxy = pickle.loads(pickle.dumps(shm.proxy(key=key)))

@@ -2,10 +2,15 @@
 
 ``bytes``, ``str`` and ``memoryview`` objects are stored as they are, with no
 pickling. Everything else goes through ``cloudpickle`` with pickle protocol 5
-and *out-of-band buffers*: the memory of numpy arrays, ``bytearray`` and other
-``PickleBuffer`` exporters is never copied into the pickle stream, it is
-handed to the backend as its own segment, and on the way back the arrays are
-rebuilt as views over the received buffer.
+and *out-of-band buffers*: the memory of numpy arrays and other
+``PickleBuffer`` exporters of at least 4 KiB is never copied into the pickle
+stream, it is handed to the backend as its own segment, and on the way back
+the arrays are rebuilt as views over the received buffer. Smaller buffers stay
+in the stream (a segment costs a length entry and up to 63 bytes of padding,
+so a million tiny arrays would otherwise grow ninefold), and they come back as
+independent copies that do not keep the received buffer alive. A payload has
+at most 2**20 segments; buffers beyond that stay in the stream too, so
+everything :func:`serialize_parts` writes, :func:`deserialize` reads.
 
 Every payload is *framed*:
 
@@ -66,7 +71,13 @@ _CRC = struct.Struct('<I')
 _ALIGN = 64
 _PAD = bytes(_ALIGN)
 _TAG_SIZE = 32
+#: Most segments a payload may have (the pickle stream and its buffers);
+#: :func:`deserialize` refuses more, so :func:`serialize_parts` never writes more.
 _MAX_SEGMENTS = 1 << 20
+#: Buffers smaller than this stay inside the pickle stream: out of band each
+#: would cost a length entry and up to 63 bytes of padding, and a copy of a
+#: few KiB is cheaper than a segment.
+_INBAND_MAX = 4096
 
 _KIND_BYTES = 0
 _KIND_STR = 1
@@ -113,8 +124,17 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
     else:
         kind = _KIND_PICKLE
         buffers: list[pickle.PickleBuffer] = []
+
+        def out_of_band(buf: pickle.PickleBuffer) -> bool:
+            # A true return keeps the buffer in the stream. Past the segment
+            # limit every buffer stays in-band, so any object stays readable.
+            if len(buffers) >= _MAX_SEGMENTS - 1 or memoryview(buf).nbytes < _INBAND_MAX:
+                return True
+            buffers.append(buf)
+            return False
+
         try:
-            stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+            stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
         except Exception as e:
             raise SerializationError(
                 f'Cannot serialize an object of type {type(obj).__qualname__}: {e}. '

@@ -110,8 +110,55 @@ def test_arrays_are_out_of_band_and_zero_copy() -> None:
 
 
 def test_read_only_input_gives_read_only_arrays() -> None:
-    out = deserialize(serialize(np.arange(10)))
+    out = deserialize(serialize(np.arange(1 << 12)))  # large enough to be out-of-band
     assert not out.flags.writeable
+
+
+def _segments(payload: bytes) -> int:
+    return int.from_bytes(payload[8:12], 'little')
+
+
+def test_small_buffers_stay_in_band_and_are_copies() -> None:
+    small = np.arange(16, dtype=np.float64)
+    parts = serialize_parts({'small': small, 'big': np.zeros(1 << 12)})
+    assert _segments(serialize(small)) == 1  # the stream alone: no segment for 128 bytes
+    buffer = bytearray(b''.join(parts))
+    out = deserialize(buffer)
+    assert np.array_equal(out['small'], small) and out['small'].flags.writeable
+    # The small array owns its memory; only the big one is a view of the payload.
+    payload = np.frombuffer(buffer, np.uint8)
+    assert not np.shares_memory(out['small'], payload)
+    assert np.shares_memory(out['big'], payload)
+
+
+def test_many_tiny_arrays_cost_what_pickle_costs() -> None:
+    """Before: 64-byte padding per segment made 65,536 one-byte arrays 3.4x pickle's size."""
+    arrays = [np.full(1, i % 256, np.uint8) for i in range(1 << 16)]
+    size = payload_size(serialize_parts(arrays))
+    assert size <= len(pickle.dumps(arrays, protocol=5)) + 256
+    out = deserialize(serialize(arrays))
+    assert [int(a[0]) for a in out[:300]] == [i % 256 for i in range(300)]
+
+
+@pytest.mark.timeout(300)
+def test_more_buffers_than_segments_allowed_still_roundtrip() -> None:
+    """Before: 2**20 + 1 one-byte arrays serialized, then deserialize refused them."""
+    arrays = [np.full(1, i % 251, np.uint8) for i in range((1 << 20) + 1)]
+    out = deserialize(serialize(arrays))
+    assert len(out) == len(arrays) and int(out[-1][0]) == (1 << 20) % 251
+    del out, arrays
+
+
+def test_segment_limit_spills_large_buffers_in_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a (lowered) segment limit reached, further large buffers stay in the stream."""
+    import proxystore.serialize as ser
+
+    monkeypatch.setattr(ser, '_MAX_SEGMENTS', 4)
+    arrays = [np.full(1 << 13, i, np.uint8) for i in range(10)]
+    payload = serialize(arrays)
+    assert _segments(payload) == 4
+    out = deserialize(payload)
+    assert all(np.array_equal(a, b) for a, b in zip(out, arrays))
 
 
 def test_unpicklable_lambda_with_lock_and_socket() -> None:

@@ -652,6 +652,9 @@ class RedisStore(Store):
 
     """
 
+    #: Options that tune this process only (not part of the store's identity).
+    local_options = Store.local_options | {'timeout', 'retries', 'replicas_ack'}
+
     def __init__(
         self,
         name: str,

@@ -135,13 +135,34 @@ class _ProxyCarrier:
     nor resolvable, and pickles to exactly the proxy.
     """
 
-    __slots__ = ('factory',)
+    __slots__ = ('factory', 'lifetimes')
 
-    def __init__(self, factory: Factory[Any]) -> None:
+    def __init__(self, factory: Factory[Any], lifetimes: str | None = None) -> None:
         self.factory = factory
+        self.lifetimes = lifetimes
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Proxy, (self.factory,))
+        if self.lifetimes is None:
+            return (Proxy, (self.factory,))
+        return (_arrived, (self.factory, self.lifetimes))
+
+
+# Lifetimes of evict='auto' policies in this process, by token (see _arrived).
+_LIFETIMES: weakref.WeakValueDictionary[str, _Lifetimes] = weakref.WeakValueDictionary()
+
+
+def _arrived(factory: Factory[Any], token: str) -> Proxy[Any]:
+    """Unpickle a returned proxy, and in the submitting process start its lifetime.
+
+    This runs where the result is unpickled, before the engine hands it to
+    anyone: the lifetime starts before the user can drop the proxy. In any
+    other process (the token is unknown there) it is just the proxy.
+    """
+    proxy: Proxy[Any] = Proxy(factory)
+    lifetimes = _LIFETIMES.get(token)
+    if lifetimes is not None:
+        lifetimes.result(proxy)
+    return proxy
 
 
 def _evict_quietly(store: Store, key: str) -> None:
@@ -166,6 +187,8 @@ class _Lifetimes:
         self.store = store
         self._lock = threading.Lock()
         self._results: set[str] = set()
+        self.token = uuid.uuid4().hex
+        _LIFETIMES[self.token] = self
 
     def task_done(self, proxies: Iterable[Any]) -> None:
         """Evict the argument proxies of a task that reached its final state."""
@@ -262,6 +285,8 @@ class ProxyPolicy:
         self.lazy = lazy
         self.content_keys = content_keys
         self.lifetimes = _Lifetimes(store) if self.evict == 'auto' else None
+        # Travels to workers so returned proxies find these lifetimes back here.
+        self._lifetimes_token = self.lifetimes.token if self.lifetimes is not None else None
 
     @property
     def store(self) -> Store:
@@ -429,8 +454,12 @@ class ProxyPolicy:
         if not self.proxy_results:
             return result
         proxied = self.maybe_proxy(result)
-        if is_proxy(proxied) and self._origin != _PROCESS_TOKEN:
-            return _ProxyCarrier(get_factory(proxied))
+        if not is_auto(proxied) or proxied is result:
+            return proxied
+        if self._origin != _PROCESS_TOKEN:
+            return _ProxyCarrier(get_factory(proxied), self._lifetimes_token)
+        if self.lifetimes is not None:  # in the submitting process: starts now
+            self.lifetimes.result(proxied)
         return proxied
 
     # The policy travels to workers inside ProxyResults. The store travels as

@@ -206,7 +206,7 @@ def test_outputs_are_not_proxied(htex_dfk: Any, shared_store: Store, tmp_path: A
 
 
 def test_auto_lifetimes_leave_nothing(htex_dfk: Any, shared_store: Store) -> None:
-    """evict='auto': producer -> 3 consumers -> reducer leaves 0 objects once futures are dropped."""
+    """evict='auto': producer -> 3 consumers -> reducer leaves 0 objects once dropped."""
     before = count_objects(shared_store)
     make = _auto(shared_store, parsl_apps.make, evict='auto')
     double = _auto(shared_store, parsl_apps.double, evict='auto')

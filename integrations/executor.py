@@ -29,7 +29,6 @@ from proxystore.store.base import Store
 from .policy import DEFAULT_THRESHOLD
 from .policy import Evict
 from .policy import ProxyPolicy
-from .policy import _own_proxies
 from .policy import is_auto
 
 __all__ = ['ProxyExecutor']
@@ -112,8 +111,12 @@ class ProxyExecutor(Executor):
             wrapped = self.policy.wrap(fn)
         return wrapped
 
-    def _done(self, arguments: list[Any], future: Future[Any]) -> None:
-        """A task is done: free its argument objects and watch its result."""
+    def _done(self, arguments: list[Any], held: Any, future: Future[Any]) -> None:
+        """A task is done: free the argument objects made for it and watch its result.
+
+        ``held`` (all its arguments) was kept alive until now, so nothing the
+        task reads can be freed earlier.
+        """
         lifetimes = self.policy.lifetimes
         if future.cancelled() or future.exception() is not None:
             result = None
@@ -129,12 +132,11 @@ class ProxyExecutor(Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``, proxying large arguments and results."""
-        new_args, new_kwargs, _ = self.policy._proxy_arguments(args, kwargs)
-        # Held until the task is done, so nothing it reads is freed earlier.
-        arguments = _own_proxies(new_args, new_kwargs)
-        self._track(arguments)
+        new_args, new_kwargs, made = self.policy._proxy_arguments(args, kwargs)
+        self._track(made)
         future = self.executor.submit(self._wrap(fn), *new_args, **new_kwargs)
-        future.add_done_callback(functools.partial(self._done, arguments))
+        held = (new_args, new_kwargs)
+        future.add_done_callback(functools.partial(self._done, made, held))
         return future
 
     def map(
@@ -147,8 +149,15 @@ class ProxyExecutor(Executor):
         """Like ``Executor.map``; ``chunksize`` goes to the wrapped executor's ``map``."""
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout)
-        columns = [[self.policy.maybe_proxy(x) for x in it] for it in iterables]
-        arguments = _own_proxies([x for col in columns for x in col], {})
+        arguments: list[Any] = []
+
+        def one(obj: Any) -> Any:
+            new = self.policy.maybe_proxy(obj)
+            if new is not obj and is_auto(new):
+                arguments.append(new)
+            return new
+
+        columns = [[one(x) for x in it] for it in iterables]
         self._track(arguments)
         results = self.executor.map(self._wrap(fn), *columns, timeout=timeout, chunksize=chunksize)
         return self._map_results(results, arguments)

@@ -503,21 +503,3 @@ class ProxyResults:
 
     def __repr__(self) -> str:
         return f'ProxyResults({self.function!r}, {self.policy!r})'
-
-
-def _walk(obj: Any) -> Iterable[Any]:
-    """``obj`` and what plain containers (and ``inputs=`` lists) hold, proxies not entered."""
-    yield obj
-    if is_proxy(obj):
-        return
-    if type(obj) in _CONTAINERS:
-        for item in obj:
-            yield from _walk(item)
-    elif type(obj) is dict:
-        for item in obj.values():
-            yield from _walk(item)
-
-
-def _own_proxies(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
-    """The integration's proxies among arguments (for lifetimes and clean-up)."""
-    return [o for a in (*args, *kwargs.values()) for o in _walk(a) if is_auto(o)]

@@ -68,7 +68,7 @@ def test_worker_store_error_is_the_tasks_error(tmp_path: Any) -> None:
     try:
         with ProxyExecutor(_pool('spawn'), store=store, threshold=THRESHOLD) as executor:
             failed = executor.submit(parsl_apps.size, np.ones(THRESHOLD * 2))
-            with pytest.raises(Exception, match='(?i)secret|sign'):
+            with pytest.raises(Exception, match=r'(?i)secret|sign'):
                 failed.result(timeout=60)
             assert executor.submit(len, [1, 2]).result(timeout=60) == 2
             assert executor.submit(parsl_apps.size, [1]).result(timeout=60) == 1

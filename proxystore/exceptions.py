@@ -10,7 +10,8 @@ Hierarchy::
 
     ProxyStoreError
     ├── SerializationError (ValueError)
-    │   └── SignatureError
+    │   ├── SignatureError
+    │   └── NotBytesError (TypeError)
     ├── ProxyResolveError
     ├── IntegrationConfigError (ValueError)
     └── StoreError
@@ -48,6 +49,15 @@ class SignatureError(SerializationError):
     The data was not written by a holder of the store's secret (it was
     tampered with, or written with another secret). Nothing is unpickled when
     this is raised.
+    """
+
+
+class NotBytesError(SerializationError, TypeError):
+    """``serialize=False`` was given something other than bytes.
+
+    Without serialization a store can only hold bytes (as in ProxyStore v0.3,
+    which raised ``TypeError``): pass ``serialize=True`` (the default) or
+    encode the object yourself, for example ``text.encode()``.
     """
 
 
@@ -109,14 +119,16 @@ class KeyNotFoundError(StoreError, ValueError):
     def __init__(self, store: str, key: str, hint: str = '') -> None:
         self.store = store
         self.key = key
+        self.hint = hint
         message = f'Key {key!r} does not exist in store {store!r}.'
         if hint:
             message = f'{message} {hint}'
         super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Keeps the error picklable so it crosses process boundaries intact.
-        return (type(self), (self.store, self.key))
+        # Keeps the error picklable so it crosses process boundaries intact,
+        # hint included (it is what tells users why the key is gone).
+        return (type(self), (self.store, self.key, self.hint))
 
 
 class StoreConnectionError(StoreError, ConnectionError):

@@ -11,7 +11,9 @@ so a process that never heard of the store can resolve the proxy.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +22,12 @@ from typing import Any
 from typing import Generic
 from typing import TypeVar
 
-from proxystore.exceptions import StoreMismatchError
 from proxystore.utils import class_path
 from proxystore.utils import import_class
 
 if TYPE_CHECKING:
     from proxystore.store.base import Store
+    from proxystore.store.stats import TimeStats
 
 __all__ = ['Factory', 'SimpleFactory', 'LambdaFactory', 'StoreFactory']
 
@@ -43,6 +45,17 @@ def _executor() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix='proxystore-resolve')
         return _pool
+
+
+def _after_fork_in_child() -> None:
+    # A forked child inherits the pool object but none of its threads: work
+    # submitted to it would wait forever. Start afresh.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Factory(Generic[T]):
@@ -148,6 +161,8 @@ class StoreFactory(Factory[T]):
         strict: Bypass the store's local cache (always fetch the newest value).
         target_type: Class path of the target, to answer ``isinstance``
             without resolving.
+        copy: Resolve to an object no other proxy or ``get`` in the process
+            shares (see :meth:`proxystore.store.base.Store.get`).
 
     """
 
@@ -161,6 +176,7 @@ class StoreFactory(Factory[T]):
         raw: str | None = None,
         strict: bool = False,
         target_type: str | None = None,
+        copy: bool = False,
     ) -> None:
         self.key = key
         self.store_name = store_name
@@ -170,7 +186,9 @@ class StoreFactory(Factory[T]):
         self.raw = raw
         self.strict = strict
         self.type_path = target_type
+        self.copy = copy
         self._store: Store | None = None
+        self._stats: dict[str, TimeStats] | None = None
 
     @classmethod
     def for_store(cls, store: Store, key: str, **options: Any) -> StoreFactory[Any]:
@@ -193,37 +211,60 @@ class StoreFactory(Factory[T]):
                 self.raw,
                 self.strict,
                 self.type_path,
+                *((self.copy,) if self.copy else ()),
             ),
         )
 
     def get_store(self) -> Store:
         """Return the store this factory reads from, rebuilding it if needed.
 
+        The store found is the one with this factory's name *and*
+        configuration (see :func:`proxystore.store.registry.lookup_store`).
+
         Raises:
-            StoreMismatchError: this process has a store of the same name but
-                of a different type.
             MissingDependencyError: the store's backend is not installed here.
+            StoreConfigError: the store cannot be rebuilt here (for example a
+                signed store and no secret in this process's environment).
 
         """
         store = self._store
         if store is None:
             from proxystore.store.registry import lookup_store
 
-            try:
-                store = lookup_store(self.store_type, self.store_name, self.store_config)
-            except StoreMismatchError as e:
-                raise StoreMismatchError(f'Cannot resolve key {self.key!r}: {e}') from e
+            store = lookup_store(self.store_type, self.store_name, self.store_config)
             self._store = store
         return store
 
     def resolve(self) -> T:
         """Fetch (and deserialize) the target from the store."""
-        return self.get_store()._resolve(  # type: ignore[no-any-return]
-            self.key,
-            raw=self.raw,
-            strict=self.strict,
-            evict=self.evict,
+        store = self.get_store()
+        start = time.perf_counter()
+        target = store._resolve(
+            self.key, raw=self.raw, strict=self.strict, evict=self.evict, copy=self.copy
         )
+        if store.has_stats:
+            self._time('resolve', start)
+        return target  # type: ignore[no-any-return]
+
+    def resolve_async(self) -> None:
+        """Start resolving in a background thread (timed when the store keeps stats)."""
+        start = time.perf_counter()
+        super().resolve_async()
+        if self.get_store().has_stats:
+            self._time('resolve_async', start)
+
+    def _time(self, method: str, start: float) -> None:
+        from proxystore.store.stats import TimeStats
+
+        if self._stats is None:
+            self._stats = {}
+        self._stats.setdefault(method, TimeStats()).add_time((time.perf_counter() - start) * 1000)
+
+    def stats(self) -> dict[str, TimeStats]:
+        """Timings of this factory's ``resolve``/``resolve_async`` (stores with ``stats=True``)."""
+        from dataclasses import replace
+
+        return {m: replace(t) for m, t in (self._stats or {}).items()}
 
     def target_type(self) -> type | None:
         """The target's class if it was recorded and imports here, else ``None``."""

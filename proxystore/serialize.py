@@ -265,3 +265,8 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
             f'Cannot unpickle the object: {type(e).__name__}: {e}. If a module '
             'or class is missing, make it importable in this process.',
         ) from e
+
+
+def is_payload(head: Buffer) -> bool:
+    """Whether ``head`` (a payload's first buffer) starts like :func:`serialize_parts` output."""
+    return bytes(memoryview(head).cast('B')[:4]) == _MAGIC

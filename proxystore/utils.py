@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 import uuid
 from typing import Any
 
@@ -37,7 +36,9 @@ def import_class(path: str) -> Any:
         module_name, _, qualname = path.partition(':')
     else:
         module_name, _, qualname = path.rpartition('.')
-    module = sys.modules.get(module_name) or importlib.import_module(module_name)
+    # import_module, not sys.modules: a module another thread is still
+    # importing is in sys.modules half-initialised; import_module waits for it.
+    module = importlib.import_module(module_name)
     obj: Any = module
     for part in qualname.split('.'):
         obj = getattr(obj, part)

@@ -80,12 +80,11 @@ class FileStore(Store):
         name: Name of the store.
         store_dir: Directory of the files; created (mode ``0700``) if missing.
             Use a path on a shared file system to resolve proxies on other nodes.
-        cache_size: Size of the local object cache (0 disables it).
         file_mode: Permission bits of object files (default ``0o600``).
         fsync: Flush each object to the device before publishing it, so it
             survives a machine crash (slower; not needed for process crashes).
-        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
-        signed: Require signing (see :class:`~proxystore.store.base.Store`).
+        options: Options of every store (``cache_size``, ``cache_bytes``, ``secret``,
+            ``signed``, ``stats``): see :class:`~proxystore.store.base.Store`.
 
     Raises:
         StoreConfigError: ``store_dir`` cannot be created or is not a writable directory.
@@ -97,13 +96,11 @@ class FileStore(Store):
         name: str,
         *,
         store_dir: str | os.PathLike[str],
-        cache_size: int = 16,
         file_mode: int = 0o600,
         fsync: bool = False,
-        secret: str | bytes | None = None,
-        signed: bool | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, secret=secret, signed=signed)
+        super().__init__(name, **options)
         self.store_dir = os.path.abspath(os.fspath(store_dir))
         self._file_mode = file_mode
         self._fsync = fsync

@@ -41,9 +41,8 @@ class LocalStore(Store):
 
     Args:
         name: Name of the store.
-        cache_size: Size of the local object cache (0 disables it).
-        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
-        signed: Require signing (see :class:`~proxystore.store.base.Store`).
+        options: Options of every store (``cache_size``, ``cache_bytes``, ``secret``,
+            ``signed``, ``stats``): see :class:`~proxystore.store.base.Store`.
 
     """
 
@@ -52,12 +51,9 @@ class LocalStore(Store):
     def __init__(
         self,
         name: str,
-        *,
-        cache_size: int = 16,
-        secret: str | bytes | None = None,
-        signed: bool | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, secret=secret, signed=signed)
+        super().__init__(name, **options)
         self._data: dict[str, Any] = {}
         self._lock = threading.Lock()
 

@@ -23,6 +23,7 @@ OPERATIONS = ('set', 'get', 'exists', 'evict', 'proxy', 'resolve')
 @dataclass
 class _Timing:
     nbytes: int = 0
+    seconds: float = 0.0
 
 
 class Metrics:
@@ -64,12 +65,12 @@ class Metrics:
         timing = _Timing()
         start = time.perf_counter()
         yield timing
-        self.record(
-            operation,
-            count=count,
-            nbytes=timing.nbytes,
-            seconds=time.perf_counter() - start,
-        )
+        timing.seconds = time.perf_counter() - start
+        self.record(operation, count=count, nbytes=timing.nbytes, seconds=timing.seconds)
+
+    def reset_after_fork(self) -> None:
+        """Give a forked child a fresh lock (a parent thread may have held this one)."""
+        self._lock = threading.Lock()
 
     def as_dict(self) -> dict[str, dict[str, float] | int]:
         """Return a snapshot: ``{op: {'count', 'bytes', 'seconds'}, counter: int}``."""

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 import weakref
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Union
@@ -51,6 +53,21 @@ class STORES(enum.Enum):
     SHM = 'proxystore.store.shm.SharedMemoryStore'
 
     @classmethod
+    def get_str_by_type(cls, store_type: type[Store]) -> str:
+        """Return the member name (``'REDIS'``, ...) of a store class, as ProxyStore v0.3 did.
+
+        Raises:
+            UnknownStoreTypeError: ``store_type`` is not a built-in store class.
+
+        """
+        for member in cls:
+            if member.value == class_path(store_type):
+                return member.name
+        raise UnknownStoreTypeError(
+            f'{store_type!r} is not a built-in store type; pass the class itself to init_store.',
+        )
+
+    @classmethod
     def from_name(cls, name: str) -> STORES:
         """Return the member named ``name`` (case-insensitive).
 
@@ -76,9 +93,26 @@ _EXTRAS = {'redis': 'redis'}
 
 StoreType = Union[str, STORES, 'type[Store]']
 
+_Identity = tuple[str, str, Hashable]
+
+# One re-entrant lock guards the registry and every first build of a store, so
+# concurrent first lookups of one name build one store (and a store is only
+# published once its constructor has returned).
+_lock = threading.RLock()
 _stores: dict[str, Store] = {}
-_instances: weakref.WeakValueDictionary[tuple[str, str], Store] = weakref.WeakValueDictionary()
-_lock = threading.Lock()
+# Live stores by identity (class, name, configuration): stores that made a
+# proxy but were never registered, and stores rebuilt for a proxy whose name
+# is taken here by a differently configured store.
+_instances: weakref.WeakValueDictionary[_Identity, Store] = weakref.WeakValueDictionary()
+_rebuilt: dict[_Identity, Store] = {}
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def load_store_class(path: str) -> type[Store]:
@@ -101,7 +135,7 @@ def load_store_class(path: str) -> type[Store]:
                 f"pip install 'proxystore[{_EXTRAS[missing]}]'",
             ) from e
         raise UnknownStoreTypeError(f'Cannot import store class {path!r}: {e}') from e
-    except (AttributeError, ValueError) as e:
+    except (AttributeError, ValueError, ImportError) as e:
         raise UnknownStoreTypeError(f'Cannot import store class {path!r}: {e}') from e
     if not (isinstance(cls, type) and issubclass(cls, Store)):
         raise UnknownStoreTypeError(f'{path!r} is not a proxystore.store.base.Store subclass.')
@@ -126,7 +160,10 @@ def _store_class(store_type: Any) -> type[Store]:
 
 
 def init_store(store_type: StoreType, name: str, **kwargs: Any) -> Store:
-    """Create a store and register it under ``name`` (replacing any store of that name).
+    """Create a store and register it under ``name``.
+
+    A store already registered under ``name`` is replaced and closed (its
+    stored data is kept).
 
     Args:
         store_type: ``'local'``, ``'file'``, ``'redis'`` (any case), a
@@ -143,28 +180,44 @@ def init_store(store_type: StoreType, name: str, **kwargs: Any) -> Store:
     cls = _store_class(store_type)
     _check_arguments(cls, name, kwargs)
     store = cls(name, **kwargs)
-    register_store(store, exist_ok=True)
+    with _lock:
+        replaced = _stores.get(name)
+        register_store(store, exist_ok=True)
+    if replaced is not None and replaced is not store:
+        logger.debug('init_store replaced store %r; closing the old one', name)
+        replaced.close()
     return store
 
 
 def _check_arguments(cls: type[Store], name: str, kwargs: dict[str, Any]) -> None:
-    """Raise a StoreConfigError that names unknown or missing constructor arguments."""
+    """Raise a StoreConfigError that names unknown or missing constructor arguments.
+
+    A backend whose constructor takes ``**options`` passes them to
+    :class:`~proxystore.store.base.Store`, so those are checked against the
+    base constructor's parameters.
+    """
     import difflib
     import inspect
 
+    from proxystore.store.base import Store
+
     signature = inspect.signature(cls)
-    params = signature.parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    params = dict(signature.parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        params.update(
+            (n, p)
+            for n, p in inspect.signature(Store).parameters.items()
+            if p.kind is p.KEYWORD_ONLY
+        )
     problems = []
-    if not takes_any:
-        for arg in kwargs:
-            if arg not in params:
-                close = difflib.get_close_matches(arg, list(params), n=1)
-                hint = f' (did you mean {close[0]!r}?)' if close else ''
-                problems.append(f'unexpected argument {arg!r}{hint}')
+    for arg in kwargs:
+        if arg not in params or params[arg].kind is inspect.Parameter.VAR_KEYWORD:
+            close = difflib.get_close_matches(arg, list(params), n=1)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            problems.append(f'unexpected argument {arg!r}{hint}')
     missing = [
         p.name
-        for p in list(params.values())[1:]
+        for p in list(signature.parameters.values())[1:]
         if p.default is p.empty
         and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         and p.name not in kwargs
@@ -191,6 +244,7 @@ def register_store(store: Store, *, exist_ok: bool = False) -> Store:
                 'unregister it first or pass exist_ok=True to replace it.',
             )
         _stores[store.name] = store
+        _instances[identity(store)] = store
     logger.debug('Registered store %r (%s)', store.name, type(store).__name__)
     return store
 
@@ -201,40 +255,102 @@ def unregister_store(name: str) -> None:
         _stores.pop(name, None)
 
 
-def get_store(name: str) -> Store | None:
-    """Return the store registered as ``name``, or ``None``."""
-    return _stores.get(name)
+def get_store(name_or_proxy: Any) -> Store | None:
+    """Return the store registered as ``name``, or the store behind a proxy.
+
+    Given a proxy made by a store, return that store (found or rebuilt as
+    when the proxy resolves) without resolving the proxy. Returns ``None``
+    for an unknown name or a proxy that no store made.
+    """
+    from proxystore.proxy import Proxy
+    from proxystore.proxy import get_factory
+
+    if isinstance(name_or_proxy, Proxy):
+        from proxystore.factory import StoreFactory
+
+        factory = get_factory(name_or_proxy)
+        return factory.get_store() if isinstance(factory, StoreFactory) else None
+    return _stores.get(name_or_proxy)
+
+
+def identity(store: Store) -> _Identity:
+    """What makes two store objects the same store: class, name and configuration.
+
+    Options that only tune this process (cache sizes, stats, timeouts) are
+    left out, so a worker's store with another cache size still matches.
+    """
+    return _identity(type(store), store.name, store.config())
+
+
+def _identity(cls: type[Store], name: str, config: dict[str, Any]) -> _Identity:
+    shared = {k: v for k, v in config.items() if k not in cls.local_options}
+    return (class_path(cls), name, _freeze(shared))
+
+
+def _freeze(value: Any) -> Hashable:
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, os.PathLike):
+        return str(os.fspath(value))
+    frozen: Hashable = value if isinstance(value, Hashable) else repr(value)
+    return frozen
 
 
 def lookup_store(type_path: str, name: str, config: dict[str, Any]) -> Store:
-    """Find the store ``name`` in this process, or rebuild it from its configuration.
+    """Find or build the store a proxy (or a pickled store) refers to.
 
-    Order: the registry, then a live unregistered store object of the same
-    class and name, then a new store built from ``config`` (and registered,
-    so later lookups reuse it and its cache). This is how a proxy or a task
-    wrapper reaches its store in a worker that never called ``init_store``.
+    A store's identity is its class, name *and* configuration. Order: the
+    store registered under ``name`` if it has that identity, then a live
+    store object with that identity, then a new store built from ``config``.
+    The new store is registered under ``name`` when the name is free; when
+    this process already has a differently configured store of that name,
+    the new one is kept aside, so a proxy always reads from the store that
+    made it (its server, its directory, its signing), never from a
+    namesake. Lookups are serialized: concurrent first lookups build one store.
 
     Raises:
-        StoreMismatchError: this process has a store of that name but of
-            another class.
         MissingDependencyError: the store's backend is not installed here.
+        StoreConfigError: the store cannot be rebuilt here (for example it
+            signs its payloads and this process has no secret).
 
     """
-    from proxystore.exceptions import StoreMismatchError
+    cls = load_store_class(type_path)
+    wanted = _identity(cls, name, config)
+    with _lock:
+        registered = _stores.get(name)
+        if registered is not None and identity(registered) == wanted:
+            return registered
+        store = _instances.get(wanted) or _rebuilt.get(wanted)
+        if store is not None:
+            return store
+        store = cls.from_config(name, config)
+        if registered is None:
+            register_store(store)
+            logger.debug('Rebuilt store %r from its configuration', name)
+        else:
+            _rebuilt[wanted] = store
+            _instances[wanted] = store
+            logger.warning(
+                'Store %r in this process is configured differently (%s %s) from the store '
+                "that made a proxy (%s %s); using a separate store with the proxy's configuration.",
+                name,
+                class_path(type(registered)),
+                _describe(registered.config()),
+                type_path,
+                _describe(config),
+            )
+        return store
 
-    store = get_store(name) or _instances.get((type_path, name))
-    if store is None:
-        cls = load_store_class(type_path)
-        store = register_store(cls.from_config(name, config), exist_ok=True)
-        logger.debug('Rebuilt store %r from its configuration', name)
-    if class_path(type(store)) != type_path:
-        raise StoreMismatchError(
-            f'Store {name!r} in this process is a {class_path(type(store))}, but the '
-            f'object refers to a {type_path}. Give the two stores different names.',
-        )
-    return store
+
+def _describe(config: dict[str, Any]) -> str:
+    return ', '.join(f'{k}={v!r}' for k, v in sorted(config.items()))
 
 
-def _track_instance(store: Store) -> None:
-    """Remember a live store object so same-process proxies find it unregistered."""
-    _instances[(class_path(type(store)), store.name)] = store
+def track(store: Store) -> None:
+    """Remember a live, fully built store so same-process proxies find it unregistered."""
+    key = identity(store)
+    with _lock:
+        if _instances.get(key) is None:
+            _instances[key] = store

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from proxystore.exceptions import StoreConfigError
 from proxystore.store.file import FileStore
@@ -46,9 +47,8 @@ class SharedMemoryStore(FileStore):
         name: Name of the store.
         store_dir: Directory on a memory-backed file system; default
             ``/dev/shm/proxystore-<uid>-<name>``.
-        cache_size: Size of the local object cache (0 disables it).
-        secret: Signing secret (see :class:`~proxystore.store.base.Store`).
-        signed: Require signing (see :class:`~proxystore.store.base.Store`).
+        options: Options of every store (``cache_size``, ``cache_bytes``, ``secret``,
+            ``signed``, ``stats``): see :class:`~proxystore.store.base.Store`.
 
     Raises:
         StoreConfigError: no ``/dev/shm`` and no ``store_dir``, or the
@@ -61,16 +61,12 @@ class SharedMemoryStore(FileStore):
         name: str,
         *,
         store_dir: str | None = None,
-        cache_size: int = 16,
-        secret: str | bytes | None = None,
-        signed: bool | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             name,
             store_dir=store_dir if store_dir is not None else _default_dir(name),
-            cache_size=cache_size,
-            secret=secret,
-            signed=signed,
+            **options,
         )
 
     def _config(self) -> dict[str, object]:

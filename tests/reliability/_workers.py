@@ -97,7 +97,7 @@ def resolve_with_other_backend(proxy_bytes: bytes, name: str, store_dir: str) ->
             'message': str(e),
             'other': other,
         }
-    return {'raised': None, 'other': other}
+    return {'raised': None, 'other': other, 'value': ps.proxy.extract(proxy)}
 
 
 # -- concurrency ---------------------------------------------------------------

@@ -93,7 +93,8 @@ def test_600mb_through_redis(
     client = redis.Redis(host='127.0.0.1', port=server.port)
     elements = client.llen(key)
     assert elements == expected_elements, (elements, sizes)
-    assert client.lindex(key, 0) is not None and len(client.lindex(key, 0) or b'') == 12
+    head = client.lindex(key, 0)  # magic, payload length, 16-byte version token
+    assert head is not None and len(head) == 28 and head[:4] == b'PXSV'
     client.close()
 
     start = time.perf_counter()

@@ -13,6 +13,8 @@ import proxystore as ps
 from proxystore.exceptions import BatchSizeMismatchError
 from proxystore.exceptions import InvalidKeyError
 from proxystore.exceptions import KeyNotFoundError
+from proxystore.exceptions import NotBytesError
+from proxystore.exceptions import ProxyStoreError
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import StoreConfigError
 from proxystore.proxy import Proxy
@@ -221,12 +223,31 @@ def test_proxy_batch(store: Store) -> None:
     assert again[1] == 'a'
 
 
-@pytest.mark.parametrize('obj', [b'raw bytes', 'raw str'])
-def test_serialize_false(store: Store, obj: Any) -> None:
-    p = store.proxy(obj, serialize=False)
-    assert p == obj and type(ps.proxy.extract(p)) is type(obj)
-    key = store.set(obj, serialize=False)
-    assert store.get(key, deserialize=False) == (obj if isinstance(obj, bytes) else obj.encode())
+def test_serialize_false(store: Store) -> None:
+    p = store.proxy(b'raw bytes', serialize=False)
+    assert p == b'raw bytes' and type(ps.proxy.extract(p)) is bytes
+    key = store.set(b'raw bytes', serialize=False)
+    assert store.get(key, deserialize=False) == b'raw bytes'
+
+
+def test_serialize_false_refuses_str_as_v03(store: Store) -> None:
+    # v0.3: with serialize=False only bytes are accepted (TypeError).
+    if store.stores_objects:
+        assert ps.proxy.extract(store.proxy('text', serialize=False)) == 'text'
+        return
+    for call in (store.proxy, store.set):
+        with pytest.raises(NotBytesError, match='needs bytes') as info:
+            call('a string', serialize=False)
+        assert isinstance(info.value, TypeError) and isinstance(info.value, ProxyStoreError)
+
+
+def test_serialize_false_values_readable_by_batch_and_key_proxy(store: Store) -> None:
+    keys = [store.set(b'one', serialize=False), store.set(b'two', serialize=False)]
+    assert store.get_batch(keys, deserialize=False) == [b'one', b'two']
+    p = store.proxy(key=keys[1], serialize=False)
+    assert p == b'two'
+    [q] = store.proxy_batch(keys=keys[:1], serialize=False)
+    assert q == b'one'
 
 
 def test_serialize_false_needs_bytes_or_str(store: Store) -> None:
@@ -280,3 +301,89 @@ def test_threads_share_one_store(store: Store) -> None:
         t.join()
     assert not errors
     assert store.metrics()['set']['count'] == 400
+
+
+def test_gets_share_one_object_unless_copy(store: Store) -> None:
+    key = store.set([1, 2])
+    first, second = store.get(key), store.get(key)
+    assert first is second  # one object per key and process (the cached one)
+    private = store.get(key, copy=True)
+    private.append(3)
+    assert store.get(key) == [1, 2] and store.get(key, copy=True) is not first
+
+
+def test_copy_proxies_resolve_to_private_objects(store: Store) -> None:
+    p = store.proxy([1, 2], copy=True)
+    q = pickle.loads(pickle.dumps(p))
+    r = pickle.loads(pickle.dumps(p))
+    q.append(3)
+    assert r == [1, 2] and store.get(ps.proxy.get_key(p)) == [1, 2]
+    plain = store.proxy([1, 2])
+    assert len(pickle.dumps(p)) <= len(pickle.dumps(plain)) + 2  # one flag more
+
+
+def test_cache_is_bounded_by_bytes(store_factory: Any) -> None:
+    small = store_factory('file', cache_bytes=64 * 1024)
+    big_key = small.set(np.ones(100_000))  # 800 kB: larger than the bound
+    small.get(big_key)
+    assert not small.is_cached(big_key)
+    keys = [small.set(np.ones(1_000)) for _ in range(20)]  # 8 kB each
+    for key in keys:
+        small.get(key)
+    cached = [k for k in keys if small.is_cached(k)]
+    assert 0 < len(cached) <= 8 and cached == keys[-len(cached) :]
+    assert small._cache.nbytes <= 64 * 1024
+
+
+@pytest.mark.parametrize('keys', ['abc', b'abc'])
+def test_batches_refuse_a_single_string_of_keys(store: Store, keys: Any) -> None:
+    with pytest.raises(InvalidKeyError, match='single'):
+        store.get_batch(keys)
+    with pytest.raises(InvalidKeyError, match='single'):
+        store.set_batch([1], keys=keys)
+    with pytest.raises(InvalidKeyError, match='single'):
+        store.proxy_batch(keys=keys)
+
+
+@pytest.mark.parametrize('payload', [[b'xx'], [], [b'PXS']])
+def test_set_refuses_a_payload_that_is_not_serialize_output(store: Store, payload: Any) -> None:
+    with pytest.raises(SerializationError, match='payload='):
+        store.set(None, payload=payload)
+    with pytest.raises(SerializationError, match='payload='):
+        store.proxy([1], payload=payload)
+
+
+def test_unknown_store_option_is_config_error(store_factory: Any) -> None:
+    with pytest.raises(StoreConfigError, match="'cache_siz'"):
+        store_factory('local', cache_siz=3)
+
+
+def _overwrite_in_child(store: Store, key: str) -> None:
+    store.set('from the child', key=key)
+
+
+@pytest.mark.parametrize('writer', ['other store object', 'fork', 'spawn'])
+def test_is_cached_strict_after_another_client_overwrote(shared_store: Store, writer: str) -> None:
+    # v0.3 tracked a per-key version for remote stores: strict checks see another
+    # client's overwrite, not only whether the key exists.
+    key = shared_store.set('original')
+    assert shared_store.get(key) == 'original'
+    assert shared_store.is_cached(key, strict=True)
+    if writer == 'other store object':
+        other = type(shared_store).from_config(shared_store.name, shared_store.config())
+        other.set('overwritten', key=key)
+        expected = 'overwritten'
+    else:
+        import multiprocessing
+
+        process = multiprocessing.get_context(writer).Process(
+            target=_overwrite_in_child, args=(shared_store, key)
+        )
+        process.start()
+        process.join(60)
+        assert process.exitcode == 0
+        expected = 'from the child'
+    assert shared_store.is_cached(key)  # the local cache still holds the old object
+    assert not shared_store.is_cached(key, strict=True)
+    assert shared_store.get(key, strict=True) == expected
+    assert shared_store.is_cached(key, strict=True)

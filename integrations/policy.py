@@ -345,7 +345,7 @@ class ProxyPolicy:
             key=key,
             factory=_Auto,
             evict=self.evict is True,
-            strict=True,  # each resolve reads afresh: every task gets its own object
+            copy=True,  # each resolve gives a private object: every task gets its own
             payload=payload,
             resolved=True,  # here the proxy stands for obj itself: nothing to read
         )

@@ -74,7 +74,7 @@ def test_wrapper_gives_objects_and_keeps_user_proxies(store: Store) -> None:
 
 
 def test_pickled_wrapper_looks_the_store_up_when_called(store: Store) -> None:
-    """Item 7: unpickling a task never touches the store; the call does (its errors are the task's)."""
+    """Item 7: unpickling a task never touches the store; the call does (errors are the task's)."""
     wrapped = pickle.loads(pickle.dumps(ProxyResults(len, ProxyPolicy(store, 100))))
     assert wrapped.policy._store is None
     assert wrapped([1, 2]) == 2

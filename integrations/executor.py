@@ -29,7 +29,7 @@ from proxystore.store.base import Store
 from .policy import DEFAULT_THRESHOLD
 from .policy import Evict
 from .policy import ProxyPolicy
-from .policy import is_auto
+from .policy import _is_auto
 
 __all__ = ['ProxyExecutor']
 
@@ -122,7 +122,7 @@ class ProxyExecutor(Executor):
             result = None
         else:
             result = future.result()
-            if is_auto(result):
+            if _is_auto(result):
                 self._track([result])
         if lifetimes is not None:
             lifetimes.task_done(arguments)
@@ -153,7 +153,7 @@ class ProxyExecutor(Executor):
 
         def one(obj: Any) -> Any:
             new = self.policy.maybe_proxy(obj)
-            if new is not obj and is_auto(new):
+            if new is not obj and _is_auto(new):
                 arguments.append(new)
             return new
 
@@ -165,7 +165,7 @@ class ProxyExecutor(Executor):
     def _map_results(self, results: Iterator[T], arguments: list[Any]) -> Iterator[T]:
         try:
             for result in results:
-                if is_auto(result):
+                if _is_auto(result):
                     self._track([result])
                     if self.policy.lifetimes is not None:
                         self.policy.lifetimes.result(result)

@@ -64,8 +64,8 @@ from .policy import DEFAULT_THRESHOLD
 from .policy import Evict
 from .policy import ProxyPolicy
 from .policy import ProxyResults
-from .policy import content_digest
-from .policy import is_auto
+from .policy import _content_digest
+from .policy import _is_auto
 
 __all__ = ['AutoProxyApp', 'auto_proxy', 'disable_auto_proxy', 'enable_auto_proxy', 'proxy_app']
 
@@ -107,9 +107,9 @@ def _memo_view(obj: Any) -> Any:
     Returns ``obj`` itself when it holds none.
     """
     if is_proxy(obj):
-        if not is_auto(obj):
+        if not _is_auto(obj):
             return obj  # the user's proxy: Parsl treats it as it would without us
-        return _MemoId(content_digest(obj) or f'key:{get_key(obj)}')
+        return _MemoId(_content_digest(obj) or f'key:{get_key(obj)}')
     kind = type(obj)
     if kind is list or kind is tuple:
         items = [_memo_view(o) for o in obj]
@@ -201,7 +201,7 @@ def _copy_value(
     except Exception as e:  # the store failed: the task fails with that error
         derived.set_exception(e)
         return
-    if new is not value and is_auto(new):
+    if new is not value and _is_auto(new):
         made.append(new)
     derived.set_result(new)
 

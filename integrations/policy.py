@@ -109,7 +109,7 @@ def _content_key(payload: Sequence[Any]) -> str:
     return _CONTENT_PREFIX + _b64(digest.digest()) + _b64(os.urandom(9))
 
 
-def content_digest(proxy: Proxy[Any]) -> str | None:
+def _content_digest(proxy: Proxy[Any]) -> str | None:
     """The content digest an integration's proxy carries in its key, else ``None``.
 
     Lets engines memoize tasks by argument content without reading the object.
@@ -121,7 +121,7 @@ def content_digest(proxy: Proxy[Any]) -> str | None:
     return None
 
 
-def is_auto(obj: Any) -> bool:
+def _is_auto(obj: Any) -> bool:
     """Whether ``obj`` is a proxy an integration made (never resolves it)."""
     return is_proxy(obj) and type(get_factory(obj)) is _Auto
 
@@ -200,7 +200,7 @@ class _Lifetimes:
 
     def result(self, proxy: Any) -> None:
         """Evict the object of result ``proxy`` once nothing references the proxy."""
-        if not is_auto(proxy):
+        if not _is_auto(proxy):
             return
         key = get_key(proxy)
         if key is None:
@@ -382,7 +382,7 @@ class ProxyPolicy:
 
         def one(obj: Any) -> Any:
             new = (convert or self.maybe_proxy)(obj)
-            if new is not obj and is_auto(new):
+            if new is not obj and _is_auto(new):
                 made.append(new)
             return new
 
@@ -449,12 +449,12 @@ class ProxyPolicy:
         is stored anew from its current value: the task may have changed it
         in place, and the argument's object has its own lifetime.
         """
-        if self.proxy_results and is_auto(result):
+        if self.proxy_results and _is_auto(result):
             result = extract(result)
         if not self.proxy_results:
             return result
         proxied = self.maybe_proxy(result)
-        if not is_auto(proxied) or proxied is result:
+        if not _is_auto(proxied) or proxied is result:
             return proxied
         if self._origin != _PROCESS_TOKEN:
             return _ProxyCarrier(get_factory(proxied), self._lifetimes_token)

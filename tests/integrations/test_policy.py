@@ -12,8 +12,8 @@ from proxystore.exceptions import IntegrationConfigError
 from proxystore.exceptions import KeyNotFoundError
 from proxystore.integrations.policy import ProxyPolicy
 from proxystore.integrations.policy import ProxyResults
-from proxystore.integrations.policy import content_digest
-from proxystore.integrations.policy import is_auto
+from proxystore.integrations.policy import _content_digest
+from proxystore.integrations.policy import _is_auto
 from proxystore.proxy import Proxy
 from proxystore.proxy import get_factory
 from proxystore.proxy import get_key
@@ -42,8 +42,8 @@ def test_content_keys_identify_content_not_call(store: Store) -> None:
     b = policy.maybe_proxy(list(range(1_000)))
     c = policy.maybe_proxy(list(range(1_001)))
     assert get_key(a) != get_key(b)  # two objects never share a key
-    assert content_digest(a) == content_digest(b) != content_digest(c)
-    assert content_digest(ProxyPolicy(store, 100).maybe_proxy(list(range(1_000)))) is None
+    assert _content_digest(a) == _content_digest(b) != _content_digest(c)
+    assert _content_digest(ProxyPolicy(store, 100).maybe_proxy(list(range(1_000)))) is None
     # Tests' stores have long temporary paths: compare with the store's own proxy.
     assert len(pickle.dumps(a)) <= len(pickle.dumps(store.proxy(list(range(1_000))))) + 3
 
@@ -70,7 +70,7 @@ def test_wrapper_gives_objects_and_keeps_user_proxies(store: Store) -> None:
     assert type(seen['a']) is np.ndarray
     assert seen['b'] is mine  # the user's own proxy arrives as the user sent it
     assert type(seen['inputs'][0]) is np.ndarray and type(seen['inputs'][1][0]) is np.ndarray
-    assert is_auto(auto) and not is_auto(mine)
+    assert _is_auto(auto) and not _is_auto(mine)
 
 
 def test_pickled_wrapper_looks_the_store_up_when_called(store: Store) -> None:

@@ -10,8 +10,23 @@ Semantics follow ``lazy-object-proxy``: attribute access, every operator
 (arithmetic, reflected, in-place, comparisons), ``hash``, ``bool``, ``len``,
 iteration, indexing, calling, context managers, ``str``/``repr``/``format``
 and ``dir`` are forwarded. ``isinstance(p, C)`` is true when the target is a
-``C`` (``p.__class__`` is forwarded) and also for ``C = Proxy``; ``type(p)``
-is ``Proxy``.
+``C`` (``p.__class__`` is forwarded) and also for ``C = Proxy``.
+
+``type(p)`` is a subclass of :class:`Proxy`, named ``Proxy``, made for the
+target's type: it defines only the special methods that type defines, because
+``callable()``, ``iter()``, ``next()`` and the structural ``collections.abc``
+checks (``Iterable``, ``Sized``, ``Hashable``, ...) look at ``type(p)``, not at
+the target. A proxy of ``5`` is therefore not callable and not iterable. The
+class is chosen from :meth:`Factory.target_type() <proxystore.factory.Factory.target_type>`
+when the proxy is made (so these checks never resolve it); a proxy whose
+factory does not know the type starts with every special method and gets the
+exact class when it resolves.
+
+``copy.copy(p)`` and ``copy.deepcopy(p)`` return copies of the target (plain
+objects), never a proxy that would fetch the object again. C code that checks
+exact types (``json``, ``re``, ``str.join``) or needs a buffer
+(``memoryview``, ``hashlib``) cannot accept any proxy: pass it
+:func:`extract` ``(p)``. The Concepts page lists these cases.
 
 Attribute access goes through ``__getattribute__`` rather than the
 ``__getattr__`` fallback: the fallback only runs after Python's own lookup has
@@ -20,10 +35,16 @@ raised and caught ``AttributeError``, which costs more than the forwarding.
 
 from __future__ import annotations
 
+import contextlib
 import copy as _copy
+import math
 import operator
+import os
 import threading
+import weakref
 from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Generic
@@ -55,7 +76,19 @@ _UNSET: Any = type('_Unset', (), {'__repr__': lambda self: '<unresolved>', '__sl
 
 # Attributes of the proxy itself; every other name is forwarded to the target.
 _SLOTS = frozenset({'__proxy_factory__', '__proxy_target__', '__proxy_lock__'})
-_OWN = _SLOTS | {'__factory__', '__wrapped__', '__reduce__', '__reduce_ex__'}
+_OWN = _SLOTS | {
+    '__factory__',
+    '__wrapped__',
+    '__reduce__',
+    '__reduce_ex__',
+    '__copy__',
+    '__deepcopy__',
+}
+
+
+# Proxies whose lock a thread holds while their factory runs. A forked child
+# inherits such a lock held by a thread it does not have: it gets a new one.
+_resolving: dict[int, weakref.ref[Proxy[Any]]] = {}
 
 
 def _resolve(proxy: Proxy[Any]) -> Any:
@@ -65,13 +98,17 @@ def _resolve(proxy: Proxy[Any]) -> Any:
         if target is not _UNSET:
             return target
         factory = _oga(proxy, '__proxy_factory__')
+        _resolving[id(proxy)] = weakref.ref(proxy)
         try:
             target = factory()
         except AttributeError as e:
             raise ProxyResolveError(
                 f'The factory {factory!r} raised AttributeError while resolving a proxy: {e}',
             ) from e
+        finally:
+            _resolving.pop(id(proxy), None)
         _osa(proxy, '__proxy_target__', target)
+        _retype(proxy, type(target), target)
         return target
 
 
@@ -105,12 +142,19 @@ class Proxy(Generic[T]):
 
     __slots__ = ('__proxy_factory__', '__proxy_lock__', '__proxy_target__', '__weakref__')
 
-    def __init__(self, factory: Factory[T]) -> None:
+    def __new__(cls, factory: Factory[T]) -> Proxy[T]:
+        """Make the proxy an instance of the class for the factory's target type."""
         if not isinstance(factory, Factory):
             raise TypeError(
                 f'Proxy() needs a proxystore.factory.Factory, got {type(factory).__qualname__}. '
                 'Wrap a callable with LambdaFactory(fn) or an object with SimpleFactory(obj).',
             )
+        kind = factory.target_type()
+        if not isinstance(kind, type):
+            kind = None
+        return object.__new__(_class_for(_BASES.get(cls, cls), kind))
+
+    def __init__(self, factory: Factory[T]) -> None:
         _osa(self, '__proxy_factory__', factory)
         _osa(self, '__proxy_target__', _UNSET)
         _osa(self, '__proxy_lock__', threading.RLock())
@@ -137,7 +181,7 @@ class Proxy(Generic[T]):
         if name in _SLOTS:
             _osa(self, name, value)
         elif name == '__wrapped__':
-            _osa(self, '__proxy_target__', value)
+            _set_target(self, value)
         else:
             setattr(_target(self), name, value)
 
@@ -146,6 +190,7 @@ class Proxy(Generic[T]):
             _oda(self, name)
         elif name == '__wrapped__':
             _osa(self, '__proxy_target__', _UNSET)
+            _retype(self, _oga(self, '__proxy_factory__').target_type())
         else:
             delattr(_target(self), name)
 
@@ -160,12 +205,14 @@ class Proxy(Generic[T]):
         return _oga(self, '__proxy_factory__')  # type: ignore[no-any-return]
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (_oga(self, '__proxy_factory__'),))
+        # The base class, not the per-type one (which pickle cannot find by name).
+        return (_BASES[type(self)], (_oga(self, '__proxy_factory__'),))
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        return (type(self), (_oga(self, '__proxy_factory__'),))
+        return (_BASES[type(self)], (_oga(self, '__proxy_factory__'),))
 
-    # Conversions and introspection.
+    # Conversions and introspection (every type supports these, or their
+    # builtins raise the target's own TypeError).
     def __repr__(self) -> str:
         # Loggers, debuggers, tracebacks and engines (Parsl logs every task
         # argument at DEBUG) call repr() on their own: an unresolved proxy
@@ -180,61 +227,17 @@ class Proxy(Generic[T]):
     def __format__(self, format_spec: str) -> str:
         return format(_target(self), format_spec)
 
-    def __round__(self, *args: Any) -> Any:
-        return round(_target(self), *args)
-
-    def __trunc__(self) -> Any:
-        return _target(self).__trunc__()
-
-    def __floor__(self) -> Any:
-        return _target(self).__floor__()
-
-    def __ceil__(self) -> Any:
-        return _target(self).__ceil__()
-
-    def __fspath__(self) -> Any:
-        return _target(self).__fspath__()
-
     def __copy__(self) -> Any:
+        """Return a shallow copy of the target (a plain object, not a proxy)."""
         return _copy.copy(_target(self))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """Return a deep copy of the target (a plain object, not a proxy).
+
+        Never a new proxy that would fetch the object again: the store may no
+        longer have it (``evict=True``), and a copy is expected to be independent.
+        """
         return _copy.deepcopy(_target(self), memo)
-
-    def __instancecheck__(self, instance: Any) -> bool:
-        return isinstance(instance, _target(self))
-
-    def __subclasscheck__(self, subclass: Any) -> bool:
-        return issubclass(subclass, _target(self))
-
-    # Containers, iteration, calling.
-    def __setitem__(self, key: Any, value: Any) -> None:
-        _target(self)[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del _target(self)[key]
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the target."""
-        target = _oga(self, '__proxy_target__')
-        return (_resolve(self) if target is _UNSET else target)(*args, **kwargs)
-
-    def __enter__(self) -> Any:
-        return _target(self).__enter__()
-
-    def __exit__(self, *args: Any) -> Any:
-        return _target(self).__exit__(*args)
-
-    # Asynchronous context manager. ``__await__``, ``__aiter__`` and ``__next__``
-    # are deliberately absent: defining them would make every proxy look
-    # awaitable or an iterator to ``inspect``/``collections.abc`` checks.
-    async def __aenter__(self) -> Any:
-        return await _target(self).__aenter__()
-
-    async def __aexit__(self, *args: Any) -> Any:
-        return await _target(self).__aexit__(*args)
-
-    # Unary operators.
 
 
 # The methods below look the target up inline (no helper call): this is the
@@ -268,7 +271,10 @@ def _reflect(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
 def _inplace(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
     def method(self: Proxy[Any], other: Any) -> Any:
         # Immutable targets return a new object: the proxy now stands for it.
-        _osa(self, '__proxy_target__', op(_target(self), other))
+        target = _target(self)
+        result = op(target, other)
+        if result is not target:
+            _set_target(self, result)
         return self
 
     return method
@@ -280,17 +286,8 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     'dir': dir,
     'hash': hash,
     'bool': bool,
-    'int': int,
-    'float': float,
-    'complex': complex,
-    'index': operator.index,
-    'len': len,
-    'length_hint': operator.length_hint,
-    'iter': iter,
-    'reversed': reversed,
     'neg': operator.neg,
     'pos': operator.pos,
-    'abs': abs,
     'invert': operator.invert,
 }
 
@@ -333,8 +330,6 @@ for _name, _fn in _UNARY.items():
     setattr(Proxy, f'__{_name}__', _unary(_fn))
 for _name, _cmp in _COMPARISONS.items():
     setattr(Proxy, f'__{_name}__', _forward(_cmp))
-setattr(Proxy, '__getitem__', _forward(operator.getitem))  # noqa: B010
-setattr(Proxy, '__contains__', _forward(operator.contains))  # noqa: B010
 for _name, (_op, _iop) in _BINARY.items():
     setattr(Proxy, f'__{_name}__', _forward(_op))
     setattr(Proxy, f'__r{_name}__', _reflect(_op))
@@ -345,9 +340,260 @@ setattr(Proxy, '__rpow__', _rpow3)  # noqa: B010
 del _name, _fn, _cmp, _op, _iop
 
 
+# -- Special methods a proxy has only when the target's type has them ----------------------
+#
+# ``callable()``, ``iter()``, ``next()``, ``len()`` and the structural checks of
+# ``collections.abc``, ``os.PathLike``, ``contextlib`` and ``typing.Supports*``
+# look for these on ``type(p)``, so a proxy class that always defined them would
+# claim every protocol. Each target type gets a class with just its own.
+
+
+def _special(target: Any, name: str, what: str) -> Any:
+    """Bind ``type(target).name`` to ``target``, or raise the TypeError Python would."""
+    for klass in type(target).__mro__:
+        if name in klass.__dict__:
+            method = klass.__dict__[name]
+            if method is not None:
+                return method.__get__(target, type(target))
+            break
+    raise TypeError(f'{type(target).__qualname__!r} object does not support {what}')
+
+
+def _call(self: Proxy[Any], *args: Any, **kwargs: Any) -> Any:
+    target = _oga(self, '__proxy_target__')
+    return (_resolve(self) if target is _UNSET else target)(*args, **kwargs)
+
+
+def _setitem(self: Proxy[Any], key: Any, value: Any) -> None:
+    _target(self)[key] = value
+
+
+def _delitem(self: Proxy[Any], key: Any) -> None:
+    del _target(self)[key]
+
+
+def _enter(self: Proxy[Any]) -> Any:
+    return _special(_target(self), '__enter__', 'the context manager protocol')()
+
+
+def _exit(self: Proxy[Any], *args: Any) -> Any:
+    return _special(_target(self), '__exit__', 'the context manager protocol')(*args)
+
+
+async def _aenter(self: Proxy[Any]) -> Any:
+    return await _special(
+        _target(self), '__aenter__', 'the asynchronous context manager protocol'
+    )()
+
+
+async def _aexit(self: Proxy[Any], *args: Any) -> Any:
+    method = _special(_target(self), '__aexit__', 'the asynchronous context manager protocol')
+    return await method(*args)
+
+
+def _aiter(self: Proxy[Any]) -> Any:
+    return _special(_target(self), '__aiter__', 'asynchronous iteration')()
+
+
+def _anext(self: Proxy[Any]) -> Any:
+    return _special(_target(self), '__anext__', 'asynchronous iteration')()
+
+
+def _round(self: Proxy[Any], *args: Any) -> Any:
+    return round(_target(self), *args)
+
+
+def _await(self: Proxy[Any]) -> Any:
+    return _special(_target(self), '__await__', "use in an 'await' expression")()
+
+
+def _fspath(self: Proxy[Any]) -> Any:
+    return os.fspath(_target(self))
+
+
+def _instancecheck(self: Proxy[Any], instance: Any) -> bool:
+    return isinstance(instance, _target(self))
+
+
+def _subclasscheck(self: Proxy[Any], subclass: Any) -> bool:
+    return issubclass(subclass, _target(self))
+
+
+_OPTIONAL: dict[str, Callable[..., Any]] = {
+    '__call__': _call,
+    '__len__': _unary(len),
+    '__length_hint__': _unary(operator.length_hint),
+    '__iter__': _unary(iter),
+    '__next__': _unary(next),
+    '__reversed__': _unary(reversed),
+    '__aiter__': _aiter,
+    '__anext__': _anext,
+    '__await__': _await,
+    '__getitem__': _forward(operator.getitem),
+    '__setitem__': _setitem,
+    '__delitem__': _delitem,
+    '__contains__': _forward(operator.contains),
+    '__enter__': _enter,
+    '__exit__': _exit,
+    '__aenter__': _aenter,
+    '__aexit__': _aexit,
+    '__fspath__': _fspath,
+    '__int__': _unary(int),
+    '__float__': _unary(float),
+    '__complex__': _unary(complex),
+    '__index__': _unary(operator.index),
+    '__abs__': _unary(abs),
+    '__round__': _round,
+    '__trunc__': _unary(math.trunc),
+    '__floor__': _unary(math.floor),
+    '__ceil__': _unary(math.ceil),
+    '__instancecheck__': _instancecheck,
+    '__subclasscheck__': _subclasscheck,
+}
+
+# Conversions the builtins do without a special method: ``int('5')``,
+# ``float(b'1.5')``, ``complex('1j')``, ``open('path')``; a proxy needs the
+# method to offer them (``complex``, ``floor`` and ``ceil`` too, or they would
+# fall back to ``float`` where the target raises TypeError).
+_NUMERIC_TEXT = frozenset({'__int__', '__float__', '__complex__', '__floor__', '__ceil__'})
+_EXTRA: tuple[tuple[type, frozenset[str]], ...] = (
+    (str, _NUMERIC_TEXT | {'__fspath__'}),
+    (bytes, _NUMERIC_TEXT | {'__fspath__'}),
+    (bytearray, _NUMERIC_TEXT),
+)
+
+# Generated class -> the class it specialises (``Proxy`` or a user subclass).
+_BASES: dict[type, type] = {}
+# (base, method names, hashable) -> generated class; few distinct ones exist.
+_BY_SIGNATURE: dict[tuple[type, frozenset[str], bool], type] = {}
+# Target type -> {base: generated class}: built-in and C types (which live as
+# long as the interpreter) in a plain dict, the fastest lookup; classes written
+# in Python in a weak one, so that classes made at run time can be freed.
+_BY_STATIC_TYPE: dict[type, dict[type, type]] = {}
+_BY_TYPE: weakref.WeakKeyDictionary[type, dict[type, type]] = weakref.WeakKeyDictionary()
+_classes_lock = threading.Lock()
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
+# Py_TPFLAGS_SEQUENCE and Py_TPFLAGS_MAPPING: what `match` statements test
+# (`case [a, b]:`, `case {'k': v}:`). Registering a class with the ABC sets them.
+_MATCH_FLAGS = ((1 << 5, '+sequence', Sequence), (1 << 6, '+mapping', Mapping))
+
+
+def _owner(kind: type, name: str) -> type | None:
+    """The class in ``kind``'s MRO that defines ``name`` (the metaclass does not count)."""
+    for klass in kind.__mro__:
+        if name in klass.__dict__:
+            return klass if klass.__dict__[name] is not None else None
+    return None
+
+
+def _iterable_by_getitem(kind: type, target: Any) -> bool | None:
+    """Whether ``iter()`` works through ``__getitem__`` alone; ``None`` if unknown.
+
+    A Python class's ``__getitem__`` makes its instances iterable; a C type's
+    may not (numpy scalars and dtypes are not, ctypes arrays are), and Python
+    offers no way to tell from the type: only an instance answers.
+    """
+    owner = _owner(kind, '__getitem__')
+    if owner is None or owner.__flags__ & _HEAPTYPE:
+        return True
+    if target is _UNSET:
+        return None
+    try:
+        iter(target)  # makes an iterator object; calls no __getitem__
+    except TypeError:
+        return False
+    return True
+
+
+def _signature(kind: type | None, target: Any) -> tuple[frozenset[str], bool, bool]:
+    """(method names, hashable, final): ``final`` is False if it depends on the instance."""
+    if kind is None:  # unknown until resolved: offer everything
+        return frozenset(_OPTIONAL), True, True
+    names = {name for name in _OPTIONAL if _owner(kind, name) is not None}
+    for base, extra in _EXTRA:
+        if issubclass(kind, base):
+            names |= extra
+    final = True
+    if '__getitem__' in names and '__iter__' not in names:
+        iterable = _iterable_by_getitem(kind, target)
+        owner = _owner(kind, '__getitem__')
+        final = owner is None or bool(owner.__flags__ & _HEAPTYPE)  # else per instance
+        if not iterable:  # unknown: refuse until resolved rather than iterate wrongly
+            names.add('-iter')  # block the fallback: iter() and `in` fail as on the target
+    for flag, marker, _ in _MATCH_FLAGS:
+        if kind.__flags__ & flag:
+            names.add(marker)
+    return frozenset(names), _owner(kind, '__hash__') is not None, final
+
+
+def _class_for(base: type, kind: type | None, target: Any = _UNSET) -> type:
+    """The subclass of ``base`` whose special methods are those of ``kind``."""
+    if kind is not None:
+        by_base = _BY_STATIC_TYPE.get(kind)
+        if by_base is not None and base in by_base:
+            return by_base[base]
+        with contextlib.suppress(KeyError, TypeError):
+            return _BY_TYPE[kind][base]
+    names, hashable, final = _signature(kind, target)
+    with _classes_lock:
+        cls = _BY_SIGNATURE.get((base, names, hashable))
+        if cls is None:
+            namespace: dict[str, Any] = {
+                name: _OPTIONAL[name] for name in names if name in _OPTIONAL
+            }
+            if '-iter' in names:
+                namespace['__iter__'] = None
+                namespace.setdefault('__reversed__', None)
+            if not hashable:
+                namespace['__hash__'] = None
+            namespace.update(
+                __slots__=(),
+                __module__=base.__module__,
+                __qualname__=base.__qualname__,
+                __doc__=base.__doc__,
+            )
+            cls = type(base)(base.__name__, (base,), namespace)
+            _BASES[cls] = base
+            for _, marker, collection in _MATCH_FLAGS:
+                if marker in names:
+                    collection.register(cls)
+            _BY_SIGNATURE[(base, names, hashable)] = cls
+        if kind is not None and final:
+            if not kind.__flags__ & _HEAPTYPE:
+                _BY_STATIC_TYPE.setdefault(kind, {})[base] = cls
+            else:
+                with contextlib.suppress(TypeError):  # a type that cannot be weakly referenced
+                    _BY_TYPE.setdefault(kind, {})[base] = cls
+    return cls
+
+
+def _retype(proxy: Proxy[Any], kind: type | None, target: Any = _UNSET) -> None:
+    """Give ``proxy`` the class for targets of type ``kind`` (if it has another)."""
+    cls = _class_for(_BASES[type(proxy)], kind, target)
+    if type(proxy) is not cls:
+        _osa(proxy, '__class__', cls)
+
+
+def _reset_locks_after_fork() -> None:
+    # Locks that another thread of the parent held are held forever in the child.
+    global _classes_lock
+    _classes_lock = threading.Lock()
+    for ref in list(_resolving.values()):
+        proxy = ref()
+        if proxy is not None:
+            _osa(proxy, '__proxy_lock__', threading.RLock())
+    _resolving.clear()
+
+
+if hasattr(os, 'register_at_fork'):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
 def _set_target(proxy: Proxy[T], target: T) -> None:
     """Mark ``proxy`` resolved to ``target`` (for stores that already hold the object)."""
     _osa(proxy, '__proxy_target__', target)
+    _retype(proxy, type(target), target)
 
 
 def is_proxy(obj: Any) -> bool:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import array
+import asyncio
+import collections
+import collections.abc as abc
+import contextlib
 import copy
+import ctypes
+import json
 import math
+import multiprocessing
 import operator
+import os
+import pathlib
 import pickle
+import sys
 import threading
+import types
+import typing
+import warnings
 import weakref
 from typing import Any
 
@@ -15,6 +29,7 @@ import numpy as np
 import pytest
 
 import proxystore as ps
+import proxystore.proxy as proxy_module
 from proxystore.exceptions import ProxyResolveError
 from proxystore.factory import Factory
 from proxystore.factory import LambdaFactory
@@ -134,7 +149,7 @@ def test_forwards_common_protocols(obj: Any) -> None:
         assert bool(p) == bool(obj)
     assert isinstance(p, type(obj))
     assert p.__class__ is type(obj)
-    assert type(p) is Proxy
+    assert issubclass(type(p), Proxy) and type(p).__name__ == 'Proxy'
     assert dir(p) == dir(obj)
     if hasattr(obj, '__len__'):
         assert len(p) == len(obj)
@@ -257,7 +272,7 @@ def test_isinstance_does_not_resolve_when_type_known() -> None:
     q = store.proxy(np.zeros(3))
     assert isinstance(q, np.ndarray) and not isinstance(q, dict)
     assert not is_resolved(q)
-    assert callable(q)  # the type defines __call__; no resolve either
+    assert not callable(q)  # an array is not callable; answered without resolving
     assert not is_resolved(q)
 
 
@@ -389,3 +404,554 @@ def test_other_factory_errors_propagate() -> None:
     with pytest.raises(ValueError, match='boom'):
         len(p)
     assert not is_resolved(p)
+
+
+# -- copy and deepcopy (issue 10, item 11) ---------------------------------------------------
+
+
+def _mutate(obj: Any) -> bool:
+    """Change a mutable object in place; False for immutable ones."""
+    if isinstance(obj, dict):
+        obj['a'].append(99)
+    elif isinstance(obj, list):
+        obj[0].append(99)
+    elif isinstance(obj, np.ndarray):
+        obj[0] = 99
+    elif isinstance(obj, Point):
+        obj.x = 99
+    else:
+        return False
+    return True
+
+
+COPY_TARGETS = [
+    lambda: {'a': [1], 'b': 'x'},
+    lambda: [[1], [2]],
+    lambda: np.arange(4),
+    lambda: Point(1, 2),
+    lambda: 'text',
+    lambda: 7,
+]
+COPY_IDS = ['dict', 'list', 'ndarray', 'Point', 'str', 'int']
+
+
+@pytest.mark.parametrize('make_obj', COPY_TARGETS, ids=COPY_IDS)
+@pytest.mark.parametrize('resolved_first', [False, True], ids=['unresolved', 'resolved'])
+def test_deepcopy_copies_the_target_never_refetches(make_obj: Any, resolved_first: bool) -> None:
+    obj = make_obj()
+    store = ps.store.init_store('local', name='deepcopy-test')
+    p = store.proxy(obj, evict=True)  # the store forgets the object after one resolve
+    key = get_key(p)
+    if resolved_first:
+        resolve(p)
+    deep = copy.deepcopy(p)
+    again = copy.deepcopy(p)  # a new proxy would fetch again and fail: the key is gone
+    assert store.metrics()['resolve']['count'] == 1 and not store.exists(key)  # type: ignore[arg-type]
+    target = extract(p)
+    for c in (deep, again):
+        assert not is_proxy(c) and type(c) is type(obj)
+        assert np.all(c == target)
+    if _mutate(deep):
+        assert not np.all(deep == target)  # independent of the target...
+        assert np.all(again == target)  # ...and of the other copy
+
+
+def test_deepcopy_shares_the_copy_with_the_target_through_memo() -> None:
+    data = {'a': [1]}
+    p = make(data)
+    copied = copy.deepcopy([data, p, p])
+    assert copied[0] is copied[1] is copied[2] and copied[0] is not data
+    nested = copy.deepcopy({'proxy': p})
+    assert not is_proxy(nested['proxy']) and nested['proxy'] == data
+
+
+@pytest.mark.parametrize('make_obj', COPY_TARGETS, ids=COPY_IDS)
+def test_copy_is_a_shallow_copy_of_the_target(make_obj: Any) -> None:
+    obj = make_obj()
+    store = ps.store.init_store('local', name='copy-test')
+    p = store.proxy(obj, evict=True)
+    first = copy.copy(p)
+    second = copy.copy(p)  # no second fetch
+    target = extract(p)
+    assert store.metrics()['resolve']['count'] == 1
+    for c in (first, second):
+        assert not is_proxy(c) and type(c) is type(obj)
+        assert np.all(c == target)
+    if isinstance(obj, (dict, list, np.ndarray, Point)):
+        assert first is not target
+    if isinstance(obj, dict):
+        assert first['a'] is target['a']  # shallow: the items are shared
+
+
+# -- protocol and ABC checks answer as the target does (issue 10, item 12) ------------------
+
+
+def _generator() -> Any:
+    yield 1
+    yield 2
+
+
+async def _async_generator() -> Any:
+    yield 1
+    yield 2
+
+
+async def _coroutine() -> int:
+    return 7
+
+
+@contextlib.asynccontextmanager
+async def _async_resource() -> Any:
+    yield 'async inside'
+
+
+class Sequenceish:
+    """Iterable only through the old ``__getitem__`` protocol."""
+
+    def __getitem__(self, i: int) -> int:
+        if i >= 2:
+            raise IndexError(i)
+        return i
+
+
+PROTOCOL_TARGETS: dict[str, Any] = {
+    'int': lambda: 5,
+    'float': lambda: 2.5,
+    'bool': lambda: True,
+    'complex': lambda: 1j,
+    'str': lambda: 'a/b',
+    'bytes': lambda: b'a/b',
+    'bytearray': lambda: bytearray(b'ab'),
+    'list': lambda: [1, 2],
+    'tuple': lambda: (1, 2),
+    'dict': lambda: {'k': 1},
+    'set': lambda: {1},
+    'frozenset': lambda: frozenset({1}),
+    'range': lambda: range(3),
+    'generator': _generator,
+    'list_iterator': lambda: iter([1, 2]),
+    'function': lambda: len,
+    'class': lambda: Point,
+    'Point': lambda: Point(1, 2),
+    'Sequenceish': Sequenceish,
+    'Resource': Resource,
+    'async_resource': _async_resource,
+    'async_generator': _async_generator,
+    'PurePosixPath': lambda: pathlib.PurePosixPath('a/b'),
+    'ndarray': lambda: np.arange(3),
+    'float32': lambda: np.float32(2.5),
+    'dtype': lambda: np.dtype('f8'),
+    'deque': lambda: collections.deque([1, 2]),
+    'array': lambda: array.array('i', [1, 2]),
+    'memoryview': lambda: memoryview(b'ab'),
+    'mappingproxy': lambda: types.MappingProxyType({'k': 1}),
+    'Counter': lambda: collections.Counter('ab'),
+    'ctypes_array': lambda: (ctypes.c_int * 2)(1, 2),
+    'None': lambda: None,
+}
+
+ABCS: list[Any] = [
+    abc.Callable,
+    abc.Iterable,
+    abc.Iterator,
+    abc.Generator,
+    abc.Sized,
+    abc.Container,
+    abc.Collection,
+    abc.Reversible,
+    abc.Hashable,
+    abc.Sequence,
+    abc.MutableSequence,
+    abc.Mapping,
+    abc.Set,
+    abc.Awaitable,
+    abc.Coroutine,
+    abc.AsyncIterable,
+    abc.AsyncIterator,
+    abc.AsyncGenerator,
+    os.PathLike,
+    contextlib.AbstractContextManager,
+    contextlib.AbstractAsyncContextManager,
+]
+
+# typing's runtime protocols fall back to hasattr() on the instance, which a
+# proxy of a known type can only answer by resolving.
+PROTOCOLS: list[Any] = [
+    typing.SupportsInt,
+    typing.SupportsFloat,
+    typing.SupportsComplex,
+    typing.SupportsIndex,
+    typing.SupportsAbs,
+    typing.SupportsRound,
+]
+
+# Documented exceptions: these targets' builtins (int('5'), open('path'), ...) work
+# without a special method, which a proxy needs to offer them.
+DEVIATIONS: dict[type, set[Any]] = {
+    str: {os.PathLike, typing.SupportsInt, typing.SupportsFloat, typing.SupportsComplex},
+    bytes: {os.PathLike, typing.SupportsInt, typing.SupportsFloat, typing.SupportsComplex},
+    bytearray: {typing.SupportsInt, typing.SupportsFloat, typing.SupportsComplex},
+}
+
+
+class KnownTypeFactory(CountingFactory):
+    """Counts calls and knows its target's type (as store factories do)."""
+
+    def target_type(self) -> type | None:
+        return type(self.obj)
+
+
+def _proxy_in_mode(obj: Any, mode: str) -> tuple[Proxy[Any], CountingFactory]:
+    """A proxy of ``obj``: type known and unresolved, or type unknown (resolved or not)."""
+    factory = KnownTypeFactory(obj) if mode == 'known' else CountingFactory(obj)
+    p = Proxy(factory)
+    if mode == 'unknown-resolved':
+        resolve(p)
+    return p, factory
+
+
+MODES = ['known', 'unknown-resolved', 'unknown']
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('make_obj', list(PROTOCOL_TARGETS.values()), ids=list(PROTOCOL_TARGETS))
+def test_abc_checks_answer_as_the_target(make_obj: Any, mode: str) -> None:
+    obj = make_obj()
+    p, factory = _proxy_in_mode(obj, mode)
+    if mode != 'unknown':  # an unresolved proxy of unknown type is callable until resolved
+        assert callable(p) == callable(obj)
+    for cls in ABCS:
+        expected = isinstance(obj, cls) or cls in DEVIATIONS.get(type(obj), ())
+        assert isinstance(p, cls) == expected, cls
+    assert callable(p) == callable(obj)
+    assert isinstance(p, Proxy) and isinstance(p, type(obj))
+    # Known types are answered without fetching; unknown ones resolve once.
+    assert factory.calls == (0 if mode == 'known' else 1)
+    for protocol in PROTOCOLS:  # hasattr() on the proxy: may resolve it
+        expected = isinstance(obj, protocol) or protocol in DEVIATIONS.get(type(obj), ())
+        assert isinstance(p, protocol) == expected, protocol
+
+
+def _outcome(fn: Any, obj: Any) -> str:
+    try:
+        fn(obj)
+    except Exception as e:  # the outcome is the exception's type
+        return type(e).__name__
+    return 'ok'
+
+
+OPERATIONS: dict[str, Any] = {
+    'call': lambda o: o(),
+    'iter': iter,
+    'next': next,
+    'len': len,
+    'reversed': reversed,
+    'contains': lambda o: 1 in o,
+    'getitem': lambda o: o[0],
+    'hash': hash,
+    'with': lambda o: contextlib.ExitStack().enter_context(o),
+    'fspath': os.fspath,
+    'int': int,
+    'float': float,
+    'complex': complex,
+    'index': operator.index,
+    'abs': abs,
+    'round': round,
+    'trunc': math.trunc,
+    'floor': math.floor,
+    'bytes': bytes,
+}
+
+
+_CTYPES_ARRAY = type(PROTOCOL_TARGETS['ctypes_array']())
+
+# Documented: int()/float() of a buffer parse its bytes as text (ValueError on
+# these), which a proxy cannot offer (it has no buffer): TypeError instead. A C
+# type iterable only through __getitem__ is not iterated before it resolves.
+DIFFERENT_OUTCOMES = {
+    (kind, op, mode)
+    for kind in (array.array, memoryview, _CTYPES_ARRAY)
+    for op in ('int', 'float')
+    for mode in MODES
+} | {(_CTYPES_ARRAY, op, 'known') for op in ('iter', 'reversed', 'contains')}
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('make_obj', list(PROTOCOL_TARGETS.values()), ids=list(PROTOCOL_TARGETS))
+def test_operations_succeed_or_fail_as_on_the_target(make_obj: Any, mode: str) -> None:
+    for name, op in OPERATIONS.items():
+        expected = _outcome(op, make_obj())  # fresh objects: generators are consumed
+        p, _ = _proxy_in_mode(make_obj(), mode)
+        if (type(make_obj()), name, mode) in DIFFERENT_OUTCOMES:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # e.g. int() delegating to __trunc__
+            assert _outcome(op, p) == expected, name
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_next_on_a_proxy_of_an_iterator(mode: str) -> None:
+    p, _ = _proxy_in_mode(_generator(), mode)
+    assert next(p) == 1
+    assert isinstance(p, abc.Iterator) and isinstance(p, abc.Generator)
+    assert list(p) == [2]
+    with pytest.raises(StopIteration):
+        next(p)
+    q, _ = _proxy_in_mode(iter('ab'), mode)
+    assert next(q) == 'a' and next(q) == 'b'
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_await_and_async_protocols(mode: str) -> None:
+    async def main() -> Any:
+        coro, _ = _proxy_in_mode(_coroutine(), mode)
+        gen, _ = _proxy_in_mode(_async_generator(), mode)
+        ctx, _ = _proxy_in_mode(_async_resource(), mode)
+        items = [x async for x in gen]
+        async with ctx as value:
+            pass
+        return await coro, items, value
+
+    assert asyncio.run(main()) == (7, [1, 2], 'async inside')
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('kind', ['str', 'bytes', 'Path'])
+def test_proxy_of_a_path_works_as_a_path(tmp_path: pathlib.Path, kind: str, mode: str) -> None:
+    file = tmp_path / 'data.txt'
+    file.write_text('hello')
+    path: Any = {'str': str(file), 'bytes': os.fsencode(file), 'Path': file}[kind]
+    p, _ = _proxy_in_mode(path, mode)
+    assert os.fspath(p) == os.fspath(path)
+    with open(p) as f:
+        assert f.read() == 'hello'
+    assert os.path.exists(p) and os.path.join(p, os.fsencode('x') if kind == 'bytes' else 'x')
+    if kind != 'bytes':
+        assert pathlib.Path(p) == file
+    else:
+        with pytest.raises(TypeError):  # as for the bytes themselves
+            pathlib.Path(p)
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('obj', [5, [1], {'k': 'v'}, None], ids=['int', 'list', 'dict', 'None'])
+def test_proxy_of_a_non_path_is_not_a_path(obj: Any, mode: str) -> None:
+    p, _ = _proxy_in_mode(obj, mode)
+    with pytest.raises(TypeError):
+        os.fspath(p)
+    with pytest.raises(TypeError):
+        pathlib.Path(p)
+
+
+def test_conversions_the_builtins_do_without_special_methods() -> None:
+    assert int(make('5')) == 5 and int(make(b'7')) == 7 and int(make(bytearray(b'8'))) == 8
+    assert float(make('2.5')) == 2.5 and float(make(b'1.5')) == 1.5
+    assert complex(make('1+2j')) == 1 + 2j
+    arr = np.arange(3, dtype=np.int64)
+    assert bytes(make(arr)) == bytes(arr)  # the buffer, not one byte per item
+    assert bytes(make(3)) == bytes(3) and bytes(make([1, 2])) == b'\x01\x02'
+    assert math.floor(make(np.float32(2.5))) == 2 and math.ceil(make(np.float32(2.5))) == 3
+    assert [10, 11][make(1)] == 11 and list(range(make(2))) == [0, 1]
+    assert list(make(Sequenceish())) == [0, 1]
+    assert '%s-%d' % (make('x'), make(3)) == 'x-3'  # noqa: UP031 - %d needs a real number
+    with pytest.raises(TypeError):
+        hash(make([1]))
+
+
+def test_c_type_iterable_only_through_getitem() -> None:
+    scalar = make(np.float64(1.5))  # numpy scalars have __getitem__ but are not iterable
+    with pytest.raises(TypeError):
+        iter(scalar)
+    assert not isinstance(scalar, abc.Iterable) and not isinstance(scalar, abc.Container)
+    with pytest.raises(TypeError):
+        1 in scalar  # noqa: B015
+    items = make((ctypes.c_int * 2)(1, 2))  # ctypes arrays are, but only an instance tells
+    with pytest.raises(TypeError):
+        iter(items)
+    resolve(items)
+    assert list(items) == [1, 2] and 2 in items and list(reversed(items)) == [2, 1]
+
+
+def test_class_follows_the_target() -> None:
+    p = Proxy(CountingFactory(5))  # type unknown: every special method until resolved
+    assert callable(p) and not is_resolved(p)
+    assert p + 1 == 6
+    assert not callable(p) and not isinstance(p, abc.Iterable)
+    p.__wrapped__ = [1, 2]
+    assert isinstance(p, abc.MutableSequence) and len(p) == 2 and not callable(p)
+    p.__wrapped__ = len
+    assert callable(p) and p('abc') == 3
+    q = make(5)
+    q += 0.5  # an in-place operator on an immutable target rebinds it
+    assert isinstance(q, float) and not isinstance(q, typing.SupportsIndex)
+    del q.__wrapped__  # unresolved again: back to the factory's type
+    assert isinstance(q, int) and isinstance(q, typing.SupportsIndex) and q == 5
+
+
+def test_known_type_that_turns_out_different() -> None:
+    class Liar(Factory[Any]):
+        def resolve(self) -> Any:
+            return len
+
+        def target_type(self) -> type | None:
+            return int
+
+    p = Proxy(Liar())
+    assert not callable(p)
+    resolve(p)
+    assert callable(p) and p('ab') == 2
+
+
+def test_type_of_a_proxy() -> None:
+    p, q = make(5), make([1])
+    assert type(p) is not type(q) and type(p).__name__ == type(q).__name__ == 'Proxy'
+    assert type(make(6)) is type(p)  # one class per set of special methods
+    assert issubclass(type(p), Proxy) and is_proxy(p) and is_proxy(q)
+    assert type(pickle.loads(pickle.dumps(p))) is type(p)
+
+
+class Tagged(Proxy[Any]):
+    """A user subclass of Proxy."""
+
+    __slots__ = ()
+
+    def tag(self) -> str:
+        return 'tagged'
+
+
+def test_subclass_of_proxy_keeps_its_methods() -> None:
+    p = Tagged(SimpleFactory([1]))
+    assert isinstance(p, Tagged) and Tagged.tag(p) == 'tagged' and len(p) == 1
+    assert not callable(p)
+    q = pickle.loads(pickle.dumps(p))
+    assert isinstance(q, Tagged) and q == [1]
+
+
+def test_store_proxy_answers_checks_without_resolving_and_stays_small() -> None:
+    store = ps.store.init_store('local', name='abc-store-test')
+    proxies = [store.proxy(np.zeros(3)), store.proxy({'a': 1}), store.proxy(5)]
+    arr, mapping, number = proxies
+    assert not callable(arr) and isinstance(arr, abc.Sized) and not isinstance(arr, abc.Hashable)
+    assert isinstance(mapping, abc.Mapping) and not callable(mapping)
+    assert not isinstance(number, abc.Iterable) and isinstance(number, abc.Hashable)
+    assert not any(is_resolved(p) for p in proxies)
+    for p in proxies:
+        assert len(pickle.dumps(p)) <= 300
+
+
+def _checks_in_child(data: bytes) -> dict[str, Any]:
+    proxy = pickle.loads(data)
+    checks = {
+        'callable': callable(proxy),
+        'sized': isinstance(proxy, abc.Sized),
+        'hashable': isinstance(proxy, abc.Hashable),
+        'resolved_before_use': is_resolved(proxy),
+    }
+    checks['total'] = float(np.sum(proxy))
+    checks['callable_after'] = callable(proxy)
+    return checks
+
+
+@pytest.mark.parametrize('method', ['fork', 'spawn'])
+def test_checks_in_another_process(tmp_path: pathlib.Path, method: str) -> None:
+    store = ps.store.init_store('file', name=f'abc-{method}', store_dir=str(tmp_path / 'store'))
+    p = store.proxy(np.arange(4.0))
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(1) as pool:
+        checks = pool.apply(_checks_in_child, (pickle.dumps(p),))
+    assert checks == {
+        'callable': False,
+        'sized': True,
+        'hashable': False,
+        'resolved_before_use': False,
+        'total': 6.0,
+        'callable_after': False,
+    }
+
+
+def test_json_needs_the_target() -> None:
+    p = make({'a': [1, 2]})
+    with pytest.raises(TypeError, match='not JSON serializable'):
+        json.dumps(p)  # the C encoder checks the exact type
+    assert json.dumps(p, default=extract) == '{"a": [1, 2]}'
+    assert json.dumps({'nested': p}, default=extract) == '{"nested": {"a": [1, 2]}}'
+    assert json.dumps(extract(p)) == '{"a": [1, 2]}'
+
+
+# `match` is Python 3.10+ syntax; the project supports 3.9.
+_MATCH_SOURCE = """
+def _match(subject):
+    match subject:
+        case {'k': value}:
+            return ('mapping', value)
+        case [first, *_]:
+            return ('sequence', first)
+        case Point(x=x):
+            return ('Point', x)
+        case str():
+            return ('str', subject)
+        case _:
+            return 'other'
+"""
+
+
+@pytest.mark.parametrize('mode', ['known', 'unknown-resolved'])
+@pytest.mark.parametrize(
+    'obj',
+    [{'k': 1}, [1, 2], (3,), collections.deque([4]), 'text', Point(5, 6), 7],
+    ids=['dict', 'list', 'tuple', 'deque', 'str', 'Point', 'int'],
+)
+@pytest.mark.skipif(sys.version_info < (3, 10), reason='match statements need Python 3.10')
+def test_match_statement_patterns(obj: Any, mode: str) -> None:
+    namespace: dict[str, Any] = {'Point': Point}
+    exec(_MATCH_SOURCE, namespace)
+    match = namespace['_match']
+    p, _ = _proxy_in_mode(obj, mode)
+    assert match(p) == match(obj)
+
+
+def _new_class_proxy_is_not_callable() -> bool:
+    kind = type('BrandNew', (), {})  # forces a class lookup under the lock
+    return callable(Proxy(SimpleFactory(kind())))
+
+
+@pytest.mark.skipif(not hasattr(os, 'register_at_fork'), reason='fork only')
+def test_fork_while_the_class_lock_is_held() -> None:
+    ctx = multiprocessing.get_context('fork')
+    with proxy_module._classes_lock, ctx.Pool(1) as pool:  # as if another thread held it
+        result = pool.apply_async(_new_class_proxy_is_not_callable)
+        assert result.get(timeout=30) is False
+
+
+_PARENT_PID = os.getpid()
+_release = threading.Event()
+_forked_proxy: list[Proxy[Any]] = []
+
+
+def _slow_in_parent() -> list[int]:
+    if os.getpid() == _PARENT_PID:
+        _release.wait(30)  # a fetch still running in a parent thread at fork time
+    return [1, 2]
+
+
+def _use_inherited_proxy() -> int:
+    return len(_forked_proxy[0])
+
+
+@pytest.mark.skipif(not hasattr(os, 'register_at_fork'), reason='fork only')
+def test_fork_while_a_thread_resolves_the_proxy() -> None:
+    p = Proxy(LambdaFactory(_slow_in_parent))
+    _forked_proxy[:] = [p]
+    _release.clear()
+    user = threading.Thread(target=len, args=(p,))
+    user.start()
+    try:
+        while id(p) not in proxy_module._resolving:  # the thread holds the proxy's lock
+            user.join(0.01)
+        ctx = multiprocessing.get_context('fork')
+        with ctx.Pool(1) as pool:  # the child inherits the held lock
+            assert pool.apply_async(_use_inherited_proxy).get(timeout=30) == 2
+    finally:
+        _release.set()
+        user.join()
+    assert p == [1, 2]

@@ -51,6 +51,7 @@ class STORES(enum.Enum):
     FILE = 'proxystore.store.file.FileStore'
     REDIS = 'proxystore.store.redis.RedisStore'
     SHM = 'proxystore.store.shm.SharedMemoryStore'
+    MULTI = 'proxystore.store.multi.MultiStore'
 
     @classmethod
     def get_str_by_type(cls, store_type: type[Store]) -> str:

@@ -227,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         f'Sums agree across ways and runs: {"yes" if agree else "NO"} '
         f'(expected {expected!r}, worst relative difference {worst:.1e})'
     )
-    print(
-        '* after each run, garbage collected; Parsl threads may still hold the last '
-        "task's objects until their next task (evict='auto' frees them then)"
-    )
+    print("* after each run, garbage collected (evict='auto' frees what nothing references)")
     print(
         f'Read by the submitting process (manual and auto ways, Parsl DEBUG logging on): '
         f'{gets_here} objects, {bytes_here} bytes (proxies resolve in workers)'

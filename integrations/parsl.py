@@ -246,6 +246,24 @@ def _finished(policy: ProxyPolicy, made: list[Any], future: Future[Any]) -> None
     made.clear()
     if future.exception() is None:
         lifetimes.result(future.result())
+    _release_record(future)
+
+
+def _release_record(future: Future[Any]) -> None:
+    """Let go of a final task's record from its executor future.
+
+    The executor future's completion callback holds the task record (hence
+    its arguments), and an executor's result thread keeps the last future it
+    completed until it completes the next one: without this, the arguments
+    of the latest task would outlive it. The callbacks have run; a new list
+    is assigned (not cleared) so a loop still running over the old one ends
+    normally.
+    """
+    record = getattr(future, 'task_record', None)
+    exec_future = record.get('exec_fu') if isinstance(record, dict) else None
+    callbacks = getattr(exec_future, '_done_callbacks', None)
+    if isinstance(exec_future, Future) and exec_future.done() and isinstance(callbacks, list):
+        exec_future._done_callbacks = []  # type: ignore[attr-defined]
 
 
 def _submit(

@@ -36,13 +36,7 @@ TIMEOUT = 120
 
 
 def _settles(condition: Any) -> bool:
-    """Let Parsl's threads move on, then collect garbage until ``condition()`` holds.
-
-    Parsl's threads keep the last task they handled in local variables until
-    they handle the next one, and completion callbacks may lag ``result()``:
-    one more (plain) task releases what the dropped futures referenced.
-    """
-    python_app(parsl_apps.size)([1]).result(timeout=TIMEOUT)
+    """Collect garbage until ``condition()`` holds (completion callbacks run in Parsl's threads)."""
     for _ in range(200):
         gc.collect()
         if condition():

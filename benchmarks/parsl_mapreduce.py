@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         f'(expected {expected!r}, worst relative difference {worst:.1e})'
     )
     print(
-        "* after each run and up to 2 s of garbage collection (evict='auto' frees what nothing references)"
+        "* after each run and up to 2 s of garbage collection (evict='auto' frees what "
+        'nothing references)'
     )
     print(
         f'Read by the submitting process (manual and auto ways, Parsl DEBUG logging on): '

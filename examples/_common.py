@@ -74,7 +74,7 @@ class ExampleStore:
     def __exit__(self, *exc: Any) -> None:
         self.store.close()
         if self.tmp is not None:
-            # Intermediates are evicted once consumed: a finished run leaves nothing.
+            # Intermediates are evicted once no longer needed: a finished run leaves nothing.
             left = [f for f in os.listdir(self.tmp) if not f.startswith('.')]
             if exc[0] is None:
                 print(f'objects left in the store: {len(left)}')

@@ -64,7 +64,7 @@ def main() -> None:
             double_app = python_app(double)
             total_app = python_app(total)
             if not args.no_proxy:
-                proxying = auto_proxy(store=store, threshold=args.threshold, evict=True)
+                proxying = auto_proxy(store=store, threshold=args.threshold, evict='auto')
                 double_app, total_app = proxying(double_app), proxying(total_app)
             start = time.perf_counter()
             doubled = [double_app(a) for a in arrays]
@@ -81,6 +81,8 @@ def main() -> None:
                 engine,
                 _common.store_bytes(args, arrays, results),
             )
+            # evict='auto': once nothing references them, the results go too.
+            del doubled, results
         finally:
             dfk.cleanup()
             parsl.clear()

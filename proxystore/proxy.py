@@ -112,6 +112,18 @@ def _resolve(proxy: Proxy[Any]) -> Any:
         return target
 
 
+def _type_name(factory: Any) -> str:
+    """The target's class name as the factory knows it (``'?'`` if it does not)."""
+    path = getattr(factory, 'type_path', None)
+    if isinstance(path, str):
+        return path
+    try:
+        cls = factory.target_type()
+    except Exception:
+        cls = None
+    return cls.__qualname__ if isinstance(cls, type) else '?'
+
+
 def _target(proxy: Proxy[Any]) -> Any:
     target = _oga(proxy, '__proxy_target__')
     return _resolve(proxy) if target is _UNSET else target
@@ -201,6 +213,17 @@ class Proxy(Generic[T]):
 
     # Conversions and introspection (every type supports these, or their
     # builtins raise the target's own TypeError).
+    def __repr__(self) -> str:
+        # Loggers, debuggers, tracebacks and engines (Parsl logs every task
+        # argument at DEBUG) call repr() on their own: an unresolved proxy
+        # answers without fetching its target, as lazy-object-proxy and wrapt
+        # do. Once resolved, repr is the target's.
+        target = _oga(self, '__proxy_target__')
+        if target is _UNSET:
+            factory = _oga(self, '__proxy_factory__')
+            return f'<Proxy at {id(self):#x} of {_type_name(factory)}, unresolved: {factory!r}>'
+        return repr(target)
+
     def __format__(self, format_spec: str) -> str:
         return format(_target(self), format_spec)
 
@@ -258,7 +281,6 @@ def _inplace(op: Callable[[Any, Any], Any]) -> Callable[[Proxy[Any], Any], Any]:
 
 
 _UNARY: dict[str, Callable[[Any], Any]] = {
-    'repr': repr,
     'str': str,
     'bytes': bytes,
     'dir': dir,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ['add', 'echo', 'fail', 'make_bytes', 'nbytes']
+__all__ = ['add', 'double_in_place', 'echo', 'exact_type', 'fail', 'make_bytes', 'nbytes']
 
 
 def add(x: Any, y: Any) -> Any:
@@ -35,3 +35,14 @@ def make_bytes(size: int) -> bytes:
 def nbytes(data: Any) -> int:
     """Return ``len(data)``, to consume a large argument with a small result."""
     return len(data)
+
+
+def double_in_place(x: Any) -> Any:
+    """Double ``x`` in place and return it (the engine alone returns the doubled data)."""
+    x *= 2
+    return x
+
+
+def exact_type(x: Any) -> str:
+    """The exact type name of ``x`` as the task sees it."""
+    return type(x).__name__

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
@@ -30,24 +31,33 @@ def ensure_worker_path() -> None:
         os.environ['PATH'] = bin_dir + os.pathsep + path
 
 
-def thread_config(run_dir: str, workers: int = 4) -> Config:
-    """Threads in this process: tasks and their arguments are never pickled."""
+def thread_config(run_dir: str, workers: int = 4, **options: Any) -> Config:
+    """Threads in this process: tasks and their arguments are never pickled.
+
+    Parsl's defaults otherwise, DEBUG logging to ``run_dir`` included.
+    """
     return Config(
         executors=[ThreadPoolExecutor(label='threads', max_threads=workers)],
         run_dir=run_dir,
         usage_tracking=0,
-        initialize_logging=False,
+        **options,
     )
 
 
-def htex_config(run_dir: str, workers: int = 2, pythonpath: str | None = None) -> Config:
+def htex_config(
+    run_dir: str, workers: int = 2, pythonpath: str | None = None, **options: Any
+) -> Config:
     """A local HighThroughputExecutor: worker processes behind an interchange.
+
+    Parsl's defaults otherwise, DEBUG logging to ``run_dir`` included (it
+    calls ``repr`` on every task argument).
 
     Args:
         run_dir: Parsl's run directory (logs, keys).
         workers: Worker processes on this node.
         pythonpath: Prepended to the workers' ``PYTHONPATH`` so they can import
             modules that define apps by reference (tests, examples).
+        options: Further ``Config`` settings (``retries``, ``dependency_resolver``, ...).
 
     """
     ensure_worker_path()
@@ -69,5 +79,5 @@ def htex_config(run_dir: str, workers: int = 2, pythonpath: str | None = None) -
         run_dir=run_dir,
         strategy='none',
         usage_tracking=0,
-        initialize_logging=False,
+        **options,
     )

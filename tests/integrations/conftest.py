@@ -31,3 +31,17 @@ def htex_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield dfk
     dfk.cleanup()
     parsl.clear()
+
+
+def count_objects(store: Any) -> int:
+    """How many objects ``store``'s backend holds right now (file, shm or redis)."""
+    config = store.config()
+    if 'store_dir' in config:
+        return len([n for n in os.listdir(config['store_dir']) if not n.startswith('.')])
+    import redis
+
+    client = redis.Redis(host=config['hostname'], port=config['port'], db=config.get('db', 0))
+    try:
+        return int(client.dbsize())
+    finally:
+        client.close()

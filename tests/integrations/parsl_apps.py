@@ -36,3 +36,80 @@ def fail(x: Any) -> None:
 
 def size(x: Any) -> int:
     return len(x)
+
+
+def double_in_place(x: Any) -> Any:
+    """Modify the argument and return it (plain engines return the doubled data)."""
+    x *= 2
+    return x
+
+
+def check_then_return(x: Any) -> Any:
+    """Read the argument and pass it on unchanged."""
+    x.sum()
+    return x
+
+
+def in_place_sum(x: Any) -> float:
+    """Modify the argument in place and report its sum (each task has its own copy)."""
+    x *= 2
+    return float(x.sum())
+
+
+def ones(n: int) -> np.ndarray:
+    return np.ones(n)
+
+
+def text_checks(text: Any) -> list[Any]:
+    """Operations that insist on an exact ``str`` (C-level checks)."""
+    import hashlib
+    import os
+    import re
+
+    return [
+        type(text) is str,
+        len(re.findall('ab', text)),
+        len(''.join([text, 'x'])),
+        str.upper(text)[:2],
+        hashlib.sha256(text.encode()).hexdigest()[:8],
+        os.path.join(text[:2], 'x'),
+    ]
+
+
+def dict_checks(mapping: Any) -> list[Any]:
+    import json
+
+    return [type(mapping) is dict, len(json.dumps(mapping))]
+
+
+def array_checks(array: Any) -> list[Any]:
+    return [type(array) is np.ndarray, np.array([array, array]).dtype.str]
+
+
+def is_a_proxy(x: Any) -> bool:
+    return is_proxy(x)
+
+
+def list_of_lists(n: int) -> list[list[int]]:
+    return [list(range(n)) for _ in range(3)]
+
+
+def flat_length(items: Any) -> int:
+    """Total length of a list of lists (or of arrays)."""
+    return sum(len(i) for i in items)
+
+
+def fail_first_try(x: Any, marker: str) -> float:
+    """Fail the first time (leaving a marker file), succeed on the retry."""
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, 'w').close()
+        raise RuntimeError('first try fails')
+    return float(np.sum(x))
+
+
+def write_output(x: Any, outputs: Any = ()) -> int:
+    with open(outputs[0].filepath, 'w') as f:
+        f.write(str(len(x)))
+    return len(x)

@@ -102,3 +102,55 @@ def test_passthrough_attributes(service: FuncXServiceDouble, shared_store: Store
     wrapped: Any = proxy_client(client, store=shared_store)
     assert wrapped.web_client is client.web_client
     assert wrapped.get_endpoint_status(ENDPOINT)['status'] == 'online'
+
+
+def test_task_gets_its_own_exact_object(service: FuncXServiceDouble, shared_store: Store) -> None:
+    """Items 2 and 3: like the plain client, the task doubles its own array and sees an ndarray."""
+    client = service.make_client()
+    plain_id = client.register_function(funcx_tasks.double_in_place)
+    plain = wait_for_result(
+        client, client.run(np.ones(20_000), endpoint_id=ENDPOINT, function_id=plain_id)
+    )
+    wrapped = proxy_client(client, store=shared_store, threshold=1_000)
+    function_id = wrapped.register_function(funcx_tasks.double_in_place)
+    result = wait_for_result(
+        wrapped, wrapped.run(np.ones(20_000), endpoint_id=ENDPOINT, function_id=function_id)
+    )
+    assert float(np.sum(result)) == float(np.sum(plain)) == 40_000
+    type_id = wrapped.register_function(funcx_tasks.exact_type)
+    task_id = wrapped.run(np.ones(20_000), endpoint_id=ENDPOINT, function_id=type_id)
+    assert wait_for_result(wrapped, task_id) == 'ndarray'
+
+
+def test_auto_lifetimes_leave_nothing(service: FuncXServiceDouble, shared_store: Store) -> None:
+    """evict='auto': arguments go once the outcome is fetched, results once dropped."""
+    import gc
+
+    from tests.integrations.conftest import count_objects
+
+    before = count_objects(shared_store)
+    wrapped = proxy_client(service.make_client(), store=shared_store, threshold=1_000, evict='auto')
+    echo_id = wrapped.register_function(funcx_tasks.echo)
+    nbytes_id = wrapped.register_function(funcx_tasks.nbytes)
+    fail_id = wrapped.register_function(funcx_tasks.fail)
+    data = bytes(50_000)
+    echoed = wait_for_result(wrapped, wrapped.run(data, endpoint_id=ENDPOINT, function_id=echo_id))
+    assert bytes(echoed[0][0]) == data  # a result proxy, still readable while held
+    batch = wrapped.create_batch()
+    for _ in range(3):
+        batch.add(nbytes_id, args=(data,))
+    ids = wrapped.batch_run(ENDPOINT, batch)['tasks'][nbytes_id]
+    assert [r['result'] for r in wait_for_batch(wrapped, ids).values()] == [50_000] * 3
+    with pytest.raises(Exception, match='boom'):
+        wait_for_result(
+            wrapped, wrapped.run('boom' * 1_000, endpoint_id=ENDPOINT, function_id=fail_id)
+        )
+    assert count_objects(shared_store) == before + 1  # only the held result
+    # The SDK keeps every fetched result in its task table: the result's
+    # object goes with the last reference, the user's or the client's.
+    del echoed
+    gc.collect()
+    assert count_objects(shared_store) == before + 1
+    del wrapped
+    gc.collect()
+    assert count_objects(shared_store) == before

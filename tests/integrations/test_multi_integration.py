@@ -93,7 +93,8 @@ def test_parsl_workflow_routes_small_to_redis_and_large_to_files(
 ) -> None:
     redis, files = (store for store, _ in multi.routes)
     proxied = auto_proxy(store=multi, threshold=THRESHOLD)
-    where_app = proxied(python_app(where))
+    # lazy=True: the app sees the proxies themselves (by default it gets the objects).
+    where_app = auto_proxy(store=multi, threshold=THRESHOLD, lazy=True)(python_app(where))
     grow_app = proxied(python_app(grow))
     total_app = proxied(python_app(total))
 
@@ -105,7 +106,8 @@ def test_parsl_workflow_routes_small_to_redis_and_large_to_files(
     small_result = grow_app(np.ones(10, dtype=np.uint8), 500).result(timeout=TIMEOUT)
     large_result = grow_app(SMALL, 100).result(timeout=TIMEOUT)
     assert is_proxy(small_result) and is_proxy(large_result)
-    assert not is_resolved(large_result)
+    if dfk.executors.get('htex') is not None:  # in-process results stand for their objects
+        assert not is_resolved(large_result)
     assert [_store_of(small_result), _store_of(large_result)] == [redis.name, files.name]
 
     # Chained apps move only proxies; the submitting process fetched nothing.
@@ -124,7 +126,9 @@ def test_parsl_workflow_routes_small_to_redis_and_large_to_files(
 def test_proxy_executor_over_a_process_pool(multi: MultiStore, method: str) -> None:
     redis, files = (store for store, _ in multi.routes)
     pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method))
-    with ProxyExecutor(pool, store=multi, threshold=THRESHOLD, evict_on_shutdown=True) as executor:
+    with ProxyExecutor(
+        pool, store=multi, threshold=THRESHOLD, evict_on_shutdown=True, lazy=True
+    ) as executor:
         assert executor.submit(where, SMALL, LARGE, TINY).result() == [
             redis.name,
             files.name,

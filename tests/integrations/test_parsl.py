@@ -27,7 +27,9 @@ THRESHOLD = 10_000
 
 
 def test_large_args_proxied_small_not(shared_store: Store) -> None:
-    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.kinds))
+    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD, lazy=True)(
+        python_app(parsl_apps.kinds)
+    )
     big = np.ones(THRESHOLD + 1, dtype=np.uint8)
     small = np.ones(10)
     result = kinds(big, small, 5, 'x', k_big=big, k_small=small, inputs=[big, small]).result()
@@ -42,7 +44,9 @@ def test_large_args_proxied_small_not(shared_store: Store) -> None:
     ('size', 'proxied'), [(THRESHOLD - 1, False), (THRESHOLD, False), (THRESHOLD + 1, True)]
 )
 def test_threshold_edges(shared_store: Store, size: int, proxied: bool) -> None:
-    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.kinds))
+    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD, lazy=True)(
+        python_app(parsl_apps.kinds)
+    )
     assert kinds(b'x' * size).result()['args'] == [proxied]
     assert kinds(np.zeros(size, dtype=np.uint8)).result()['args'] == [proxied]
     # Anything else is measured by its serialized size.
@@ -55,12 +59,13 @@ def test_results_proxied_and_chained(shared_store: Store) -> None:
     arrays = [np.full(5_000, i, dtype=np.float64) for i in range(4)]
     doubled = [double(a) for a in arrays]
     first = doubled[0].result()
-    assert is_proxy(first) and not is_resolved(first)
+    # In one process the proxy already stands for the result: nothing to read.
+    assert is_proxy(first) and is_resolved(first)
     assert total(inputs=doubled).result() == sum(float(np.sum(2 * a)) for a in arrays)
 
 
 def test_no_accidental_resolves(shared_store: Store) -> None:
-    """Each auto-proxied object is fetched once per consuming task, never by Parsl itself."""
+    """Threads share the process: every proxy already stands for its object, nothing is read."""
     double = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.double))
     total = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.total))
     arrays = [np.ones(2_000 * (i + 1)) for i in range(5)]
@@ -68,16 +73,18 @@ def test_no_accidental_resolves(shared_store: Store) -> None:
     result = total(inputs=[double(a) for a in arrays]).result()
     assert result == sum(2 * a.size for a in arrays)
     metrics = shared_store.metrics()
-    # 5 arguments + 5 results were stored; 5 double tasks read an argument
-    # each and the total task read the 5 results: 10 reads, no more.
+    # 5 arguments + 5 results were stored (for tasks that might run
+    # elsewhere); the tasks received the objects themselves, as under plain
+    # Parsl with threads: no reads.
     assert metrics['set']['count'] == 10
-    assert metrics['get']['count'] == 10
-    assert metrics['resolve']['count'] == 10
+    assert metrics['get']['count'] == 0
 
 
 def test_future_value_checked_once_known(shared_store: Store) -> None:
     make = python_app(parsl_apps.make)  # a plain app: returns a large array as is
-    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.kinds))
+    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD, lazy=True)(
+        python_app(parsl_apps.kinds)
+    )
     future = make(THRESHOLD * 2)
     assert kinds(future, inputs=[make(10)]).result() == {
         'args': [True],
@@ -131,7 +138,7 @@ def test_store_by_name_and_bad_settings(shared_store: Store) -> None:
 def test_enable_for_whole_dfk(thread_dfk: Any, shared_store: Store) -> None:
     kinds = python_app(parsl_apps.kinds)
     double = python_app(parsl_apps.double)
-    enable_auto_proxy(thread_dfk, store=shared_store, threshold=THRESHOLD)
+    enable_auto_proxy(thread_dfk, store=shared_store, threshold=THRESHOLD, lazy=True)
     try:
         assert kinds(np.ones(THRESHOLD + 1, dtype=np.uint8), 1).result()['args'] == [True, False]
         doubled = double(np.ones(THRESHOLD))

@@ -22,7 +22,9 @@ TIMEOUT = 120
 
 
 def test_workers_resolve_proxies_they_never_saw_created(shared_store: Store) -> None:
-    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.kinds))
+    kinds = auto_proxy(store=shared_store, threshold=THRESHOLD, lazy=True)(
+        python_app(parsl_apps.kinds)
+    )
     size = auto_proxy(store=shared_store, threshold=THRESHOLD)(python_app(parsl_apps.size))
     big = np.ones(THRESHOLD * 4, dtype=np.uint8)
     assert kinds(big, 1).result(timeout=TIMEOUT)['args'] == [True, False]

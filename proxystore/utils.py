@@ -8,6 +8,9 @@ from typing import Any
 
 __all__ = ['create_key', 'import_class', 'class_path']
 
+_MISSING = object()
+_imported: dict[str, Any] = {}
+
 
 def create_key(obj: Any = None) -> str:
     """Return a new key, unique across processes and hosts.
@@ -32,6 +35,9 @@ def import_class(path: str) -> Any:
         AttributeError: the module has no such name.
 
     """
+    found = _imported.get(path, _MISSING)
+    if found is not _MISSING:
+        return found
     if ':' in path:
         module_name, _, qualname = path.partition(':')
     else:
@@ -42,4 +48,5 @@ def import_class(path: str) -> Any:
     obj: Any = module
     for part in qualname.split('.'):
         obj = getattr(obj, part)
+    _imported[path] = obj  # only complete imports are remembered
     return obj

@@ -106,6 +106,10 @@ _stores: dict[str, Store] = {}
 # is taken here by a differently configured store.
 _instances: weakref.WeakValueDictionary[_Identity, Store] = weakref.WeakValueDictionary()
 _rebuilt: dict[_Identity, Store] = {}
+_identities: weakref.WeakKeyDictionary[Store, _Identity] = weakref.WeakKeyDictionary()
+_configs: weakref.WeakKeyDictionary[Store, dict[str, Any]] = weakref.WeakKeyDictionary()
+_tracked: weakref.WeakSet[Store] = weakref.WeakSet()
+_classes: dict[str, type[Store]] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -126,6 +130,9 @@ def load_store_class(path: str) -> type[Store]:
     """
     from proxystore.store.base import Store
 
+    known = _classes.get(path)
+    if known is not None:
+        return known
     try:
         cls = import_class(path)
     except ModuleNotFoundError as e:
@@ -140,6 +147,7 @@ def load_store_class(path: str) -> type[Store]:
         raise UnknownStoreTypeError(f'Cannot import store class {path!r}: {e}') from e
     if not (isinstance(cls, type) and issubclass(cls, Store)):
         raise UnknownStoreTypeError(f'{path!r} is not a proxystore.store.base.Store subclass.')
+    _classes[path] = cls
     return cls
 
 
@@ -280,7 +288,11 @@ def identity(store: Store) -> _Identity:
     Options that only tune this process (cache sizes, stats, timeouts) are
     left out, so a worker's store with another cache size still matches.
     """
-    return _identity(type(store), store.name, store.config())
+    cached = _identities.get(store)
+    if cached is None:  # a store's configuration is fixed once it is built
+        config = _configs[store] = store.config()
+        cached = _identities[store] = _identity(type(store), store.name, config)
+    return cached
 
 
 def _identity(cls: type[Store], name: str, config: dict[str, Any]) -> _Identity:
@@ -317,6 +329,14 @@ def lookup_store(type_path: str, name: str, config: dict[str, Any]) -> Store:
             signs its payloads and this process has no secret).
 
     """
+    registered = _stores.get(name)
+    # Fast path (one dict comparison): the very configuration, so the same identity.
+    if (
+        registered is not None
+        and _configs.get(registered) == config
+        and class_path(type(registered)) == type_path
+    ):
+        return registered
     cls = load_store_class(type_path)
     wanted = _identity(cls, name, config)
     with _lock:
@@ -351,7 +371,10 @@ def _describe(config: dict[str, Any]) -> str:
 
 def track(store: Store) -> None:
     """Remember a live, fully built store so same-process proxies find it unregistered."""
+    if store in _tracked:
+        return
     key = identity(store)
     with _lock:
         if _instances.get(key) is None:
             _instances[key] = store
+        _tracked.add(store)

@@ -912,13 +912,16 @@ class RedisStore(Store):
             )
         except redis.exceptions.RedisClusterException as e:
             message = str(e)
+            if 'cannot be connected' in message:  # redis-py < 5 drops the reason: ask the node
+                reason = self._entry_error()
+                message += f' ({reason})' if reason is not None else ''
             if any(
                 m in message
                 for m in ('NOAUTH', 'WRONGPASS', 'authenticated', 'Authentication', 'password')
             ):
                 # redis-py wraps the node's authentication error in its own.
                 where = f'Redis Cluster at {self.hostname}:{self.port} (store {self.name!r})'
-                raise self._auth_error(where, e) from e
+                raise self._auth_error(where, redis.exceptions.AuthenticationError(message)) from e
             if 'not enabled' in message.lower() or 'cluster mode' in message.lower():
                 raise StoreConfigError(
                     f'RedisStore cluster=True, but {self.hostname}:{self.port} is not a Redis '
@@ -926,13 +929,32 @@ class RedisStore(Store):
                 ) from e
             raise StoreConnectionError(
                 f'Cannot reach the Redis Cluster at {self.hostname}:{self.port} (store '
-                f'{self.name!r}): {e}. Check that the node is running and that this host can '
-                'connect to it; any node of the cluster is a valid entry point.',
+                f'{self.name!r}): {message.rstrip(". ")}. Check that the node is running and '
+                'that this host can connect to it; any node of the cluster is a valid entry point.',
             ) from e
         except redis.exceptions.RedisError as e:
             with self._errors():
                 raise
             raise AssertionError('unreachable') from e  # pragma: no cover
+
+    def _entry_error(self) -> Exception | None:
+        """Why the entry node refuses a plain connection (e.g. authentication), if it does."""
+        client = redis.Redis(
+            host=self.hostname,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            socket_timeout=min(self._timeout, 5.0),
+            socket_connect_timeout=min(self._timeout, 5.0),
+            **_with_resp2(self._redis_kwargs),
+        )
+        try:
+            client.ping()
+        except redis.exceptions.RedisError as e:
+            return e
+        finally:
+            client.close()
+        return None
 
     def _config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -957,6 +979,8 @@ class RedisStore(Store):
         return config
 
     def _where(self, key: str | None = None, node: str | None = None) -> str:
+        if node is not None and node.startswith("b'"):  # redis-py < 4.3 names b'host':port
+            node = node[2:].replace("':", ':', 1)
         if self._routes is not None:
             if node is None and key is not None:
                 with contextlib.suppress(Exception):

@@ -14,6 +14,12 @@ buffers (array memory included) are handed to ``sendall``; replies are read
 with ``recv_into`` straight into one preallocated, writable buffer. Everything
 else (connections, authentication, TLS, small replies) is redis-py's. Values
 written by other tools with plain ``SET`` are still readable (unversioned).
+That fast path uses private redis-py surface (a connection's ``_sock``): the
+first connection of each class and redis-py version is probed
+(``_fast_path_supported``), and if the probe fails, or
+``PROXYSTORE_REDIS_FAST_PATH=0`` is set, the same commands are framed and
+parsed by redis-py (``_pack_transaction_plain``, ``RedisStore._read_plain``).
+Connections ask for RESP2; the reply reader skips RESP3 push frames anyway.
 
 With ``cluster=True`` the store talks to a Redis Cluster through redis-py's
 ``RedisCluster`` (any node is an entry point). The fast path above still
@@ -383,7 +389,7 @@ class _ReplyReader:
         line = self.header()
         if line[:1] == b'-':
             return redis.exceptions.ResponseError(line[1:].decode(errors='replace'))
-        if line[:1] in (b'$', b'*', b'=', b'~', b'%'):
+        if line[:1] in (b'$', b'*', b'=', b'!', b'~', b'%'):
             self._skip(line)
         return line[1:] if line[:1] == b'+' else line
 

@@ -14,6 +14,12 @@ buffers (array memory included) are handed to ``sendall``; replies are read
 with ``recv_into`` straight into one preallocated, writable buffer. Everything
 else (connections, authentication, TLS, small replies) is redis-py's. Values
 written by other tools with plain ``SET`` are still readable (unversioned).
+That fast path uses private redis-py surface (a connection's ``_sock``): the
+first connection of each class and redis-py version is probed
+(``_fast_path_supported``), and if the probe fails, or
+``PROXYSTORE_REDIS_FAST_PATH=0`` is set, the same commands are framed and
+parsed by redis-py (``_pack_transaction_plain``, ``RedisStore._read_plain``).
+Connections ask for RESP2; the reply reader skips RESP3 push frames anyway.
 
 With ``cluster=True`` the store talks to a Redis Cluster through redis-py's
 ``RedisCluster`` (any node is an entry point). The fast path above still
@@ -35,6 +41,7 @@ import inspect
 import logging
 import math
 import os
+import socket
 import ssl
 import struct
 import time
@@ -105,19 +112,16 @@ def _bulk(data: bytes) -> bytes:
     return b'$%d\r\n%s\r\n' % (len(data), data)
 
 
-def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
-    """Frame ``DEL key`` and ``RPUSH key head chunk...``; payload views are not copied.
+def _list_groups(parts: Sequence[Buffer]) -> list[list[Buffer]]:
+    """The list elements of one object (head, then chunks), grouped one ``RPUSH`` each.
 
     The head carries a fresh random token, so every write (even of identical
-    bytes, from any process) gives the key a new version.
-
-    Returns the buffers to send and the number of commands they contain.
-    Elements are grouped into as few ``RPUSH`` commands as keep each under
-    256 MiB (and so under Redis's query-buffer limit).
+    bytes, from any process) gives the key a new version. Elements are
+    grouped into as few ``RPUSH`` commands as keep each under 256 MiB (and so
+    under Redis's query-buffer limit). Payload views are not copied.
     """
     chunks = _chunks(parts, _CHUNK)
     total = sum(c.nbytes for c in chunks)
-    out: list[Buffer] = [b'*2\r\n$3\r\nDEL\r\n' + _bulk(key)]
     groups: list[list[Buffer]] = [[_HEAD.pack(_HEAD_MAGIC, total, os.urandom(_TOKEN_SIZE))]]
     size = 0
     for chunk in chunks:
@@ -126,6 +130,16 @@ def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
             size = 0
         groups[-1].append(chunk)
         size += chunk.nbytes
+    return groups
+
+
+def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
+    """Frame ``DEL key`` and ``RPUSH key head chunk...``; payload views are not copied.
+
+    Returns the buffers to send and the number of commands they contain.
+    """
+    groups = _list_groups(parts)
+    out: list[Buffer] = [b'*2\r\n$3\r\nDEL\r\n' + _bulk(key)]
     for group in groups:
         out.append(b'*%d\r\n$5\r\nRPUSH\r\n' % (len(group) + 2) + _bulk(key))
         for item in group:
@@ -160,6 +174,20 @@ def _pack_transaction(
         queued += commands
     buffers.append(_EXEC)
     return buffers, queued
+
+
+def _pack_transaction_plain(
+    connection: Any, items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
+) -> tuple[list[Any], int]:
+    """The fallback's ``_pack_transaction``: the same commands, framed by redis-py."""
+    commands: list[tuple[Any, ...]] = [('ASKING',)] if asking else []
+    commands.append(('MULTI',))
+    for key, parts in items:
+        commands.append(('DEL', key))
+        commands.extend(('RPUSH', key, *group) for group in _list_groups(parts))
+    queued = len(commands) - 1 - asking  # DEL and RPUSH commands
+    commands.append(('EXEC',))
+    return list(connection.pack_commands(commands)), queued
 
 
 def _read_transaction(connection: Any, queued: int, *, asking: bool = False) -> Exception | None:
@@ -328,6 +356,43 @@ class _ReplyReader:
             raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
         return bytes(line[:-2])
 
+    def header(self) -> bytes:
+        """The first line of the next reply, after skipping RESP3 push and attribute frames.
+
+        A RESP2 connection never receives them, and the store asks for RESP2;
+        but a RESP3 connection (a newer redis-py's default, or ``HELLO 3``)
+        may get ``>`` pushes (client tracking invalidations, maintenance
+        notices) between replies at any time: they are read and dropped, not
+        taken for the reply.
+        """
+        while True:
+            line = self.line()
+            if line[:1] not in (b'>', b'|'):
+                return line
+            self._skip(line)  # an attribute (|) precedes the reply it annotates
+
+    def _skip(self, line: bytes) -> None:
+        """Read and drop the rest of the RESP2/RESP3 value whose first line is ``line``."""
+        kind = line[:1]
+        if kind in (b'$', b'=', b'!'):  # bulk string, verbatim string, bulk error
+            size = int(line[1:])
+            if size >= 0:
+                self.exact(memoryview(bytearray(size + 2)))
+        elif kind in (b'*', b'>', b'~', b'%', b'|'):  # array, push, set, map, attribute
+            count = int(line[1:]) * (2 if kind in (b'%', b'|') else 1)
+            for _ in range(max(count, 0)):
+                self._skip(self.line())
+        # Anything else (+ - : _ , # () is one line, already read.
+
+    def reply(self) -> bytes | redis.exceptions.ResponseError:
+        """A simple reply's text (``+PONG`` gives ``b'PONG'``), or its error; other replies raw."""
+        line = self.header()
+        if line[:1] == b'-':
+            return redis.exceptions.ResponseError(line[1:].decode(errors='replace'))
+        if line[:1] in (b'$', b'*', b'=', b'!', b'~', b'%'):
+            self._skip(line)
+        return line[1:] if line[:1] == b'+' else line
+
     def exact(self, view: memoryview) -> None:
         filled = 0
         while filled < view.nbytes:
@@ -351,7 +416,7 @@ class _ReplyReader:
                 disagree with its head (the rest of the reply is left unread).
 
         """
-        line = self.line()
+        line = self.header()
         if line[:1] == b'-':
             message = line[1:].decode(errors='replace')
             if message.startswith('LOADING'):  # transient: retried like a lost connection
@@ -359,6 +424,10 @@ class _ReplyReader:
             if message.startswith(('NOAUTH', 'WRONGPASS')):
                 raise redis.exceptions.AuthenticationError(message)
             return redis.exceptions.ResponseError(message)  # NOPERM, WRONGTYPE: per key
+        if line[:1] == b'_':  # RESP3 null
+            return None
+        if line[:1] != b'*':
+            raise redis.exceptions.InvalidResponse(f'Protocol error: {line[:40]!r} for LRANGE')
         count = int(line[1:])
         if count <= 0:
             return None
@@ -397,6 +466,115 @@ class _ReplyReader:
                 f'a corrupt object: {position} bytes where its head announces {total}',
             )
         return buffer, token
+
+
+def _assemble_list(index: int, elements: Any) -> tuple[Buffer, bytes | None] | None:
+    """The fallback's ``read_list``: ``(payload, token)`` from LRANGE's elements, None if empty.
+
+    Raises:
+        _BadValue: as ``_ReplyReader.read_list`` (lengths are checked before allocating).
+
+    """
+    if not elements:
+        return None
+    if not all(isinstance(e, bytes) for e in elements):
+        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
+    parsed = _parse_head(elements[0]) if len(elements[0]) in (_HEAD.size, _OLD_HEAD.size) else None
+    if parsed is None:
+        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
+    total, token = parsed
+    count = len(elements)
+    if total > (count - 1) * _MAX_ELEMENT:
+        raise _BadValue(
+            index, f'a corrupt object: its head announces {total} bytes in {count - 1} chunks'
+        )
+    size = sum(len(e) for e in elements[1:])
+    if size > total:
+        raise _BadValue(
+            index, f'a corrupt object: longer than the {total} bytes its head announces'
+        )
+    if size != total:
+        raise _BadValue(index, f'a corrupt object: {size} bytes where its head announces {total}')
+    try:
+        buffer = allocate(total)
+    except (MemoryError, OSError) as e:
+        raise _BadValue(index, str(e) or type(e).__name__, size=total) from e
+    view = memoryview(buffer)
+    position = 0
+    for element in elements[1:]:
+        view[position : position + len(element)] = element
+        position += len(element)
+    return buffer, token
+
+
+#: Set to ``0`` to make RedisStore use only redis-py's public connection calls.
+_FAST_PATH_ENV = 'PROXYSTORE_REDIS_FAST_PATH'
+#: Methods of a redis-py connection the fast path calls, besides the private ``_sock``.
+_FAST_PATH_METHODS = ('connect', 'disconnect', 'send_packed_command', 'read_response')
+#: Outcome of ``_probe_fast_path`` per connection class and redis-py version.
+_FAST_PATH_SUPPORT: dict[tuple[type, str], bool] = {}
+
+
+def _fast_path_wanted() -> bool:
+    """False if ``PROXYSTORE_REDIS_FAST_PATH`` turns the fast path off (``0``, ``false``...)."""
+    value = os.environ.get(_FAST_PATH_ENV, '').strip().lower()
+    return value not in ('0', 'false', 'no', 'off')
+
+
+def _probe_fast_path(connection: Any) -> bool:
+    """Check that ``connection`` has the private surface the fast path uses, and that it works.
+
+    The fast path frames commands itself, sends them with
+    ``send_packed_command`` (raw buffers, unchanged) and reads replies from
+    the connection's private ``_sock``. A ``PING`` sent and read that way
+    must come back as ``+PONG`` (or an error reply, e.g. an ACL refusal).
+    Connection errors propagate (the caller retries); any other surprise
+    means the surface differs: False.
+    """
+    if not all(callable(getattr(connection, m, None)) for m in _FAST_PATH_METHODS):
+        return False
+    if not hasattr(connection, '_sock'):
+        return False
+    connection.connect()
+    sock = getattr(connection, '_sock', None)
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return False
+    connection.send_packed_command([memoryview(_command(b'PING'))])
+    reader = _ReplyReader(sock)
+    try:
+        reply = reader.reply()
+    finally:
+        reader.close()
+    return reply == b'PONG' or isinstance(reply, redis.exceptions.ResponseError)
+
+
+def _fast_path_supported(connection: Any) -> bool:
+    """``_probe_fast_path``, run once per connection class and redis-py version.
+
+    A failed probe leaves the connection in an unknown state: it is closed
+    (redis-py reconnects it on its next command).
+    """
+    key = (type(connection), redis.__version__)
+    supported = _FAST_PATH_SUPPORT.get(key)
+    if supported is None:
+        try:
+            supported = _probe_fast_path(connection)
+        except _CONNECTION_ERRORS:
+            raise
+        except (redis.exceptions.RedisError, AttributeError, TypeError, ValueError) as e:
+            logger.debug('Redis fast path probe failed: %r', e)
+            supported = False
+        if not supported:
+            logger.warning(
+                'redis-py %s (%s) differs from what the RedisStore fast path expects: '
+                'using plain redis-py calls (slower for large objects).',
+                redis.__version__,
+                key[0].__qualname__,
+            )
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+        _FAST_PATH_SUPPORT[key] = supported
+    return supported
 
 
 def _is_bool(value: Any) -> bool:
@@ -480,6 +658,20 @@ _OWN_KWARGS = {
 
 def _redis_parameters() -> set[str]:
     return set(inspect.signature(redis.Redis.__init__).parameters) - {'self'}
+
+
+def _with_resp2(redis_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``redis_kwargs`` with ``protocol=2`` where redis-py has the option (5.0+).
+
+    redis-py 8 defaults to RESP3; asking for RESP2 keeps the replies this
+    module reads itself in one protocol, and the server then sends no push
+    frames (RESP3 maintenance notices, tracking invalidations). The accepted
+    ``protocol`` values (None, 2) all mean RESP2 here.
+    """
+    kwargs = {k: v for k, v in redis_kwargs.items() if k != 'protocol'}
+    if 'protocol' in _redis_parameters():
+        kwargs['protocol'] = 2
+    return kwargs
 
 
 def _check_redis_kwargs(redis_kwargs: Any) -> dict[str, Any]:
@@ -689,6 +881,7 @@ class RedisStore(Store):
         self._cluster = cluster
         self._replicas_ack = replicas_ack
         self._routes: _ClusterRoutes | None = None
+        self._fast_path = _fast_path_wanted()
         if cluster:
             self._routes = _ClusterRoutes(self._connect_cluster())
             self._client: Any = self._routes.client
@@ -703,7 +896,7 @@ class RedisStore(Store):
                 socket_connect_timeout=min(timeout, 5.0),
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
                 retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-                **self._redis_kwargs,
+                **_with_resp2(self._redis_kwargs),
             )
 
     def _connect_cluster(self) -> Any:
@@ -721,14 +914,20 @@ class RedisStore(Store):
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), self._retries),
                 # Slots of a dead master fail; the other masters keep serving.
                 require_full_coverage=False,
-                **self._redis_kwargs,
+                **_with_resp2(self._redis_kwargs),
             )
         except redis.exceptions.RedisClusterException as e:
             message = str(e)
-            if any(m in message for m in ('NOAUTH', 'WRONGPASS', 'authenticated', 'password')):
+            if 'cannot be connected' in message:  # redis-py < 5 drops the reason: ask the node
+                reason = self._entry_error()
+                message += f' ({reason})' if reason is not None else ''
+            if any(
+                m in message
+                for m in ('NOAUTH', 'WRONGPASS', 'authenticated', 'Authentication', 'password')
+            ):
                 # redis-py wraps the node's authentication error in its own.
                 where = f'Redis Cluster at {self.hostname}:{self.port} (store {self.name!r})'
-                raise self._auth_error(where, e) from e
+                raise self._auth_error(where, redis.exceptions.AuthenticationError(message)) from e
             if 'not enabled' in message.lower() or 'cluster mode' in message.lower():
                 raise StoreConfigError(
                     f'RedisStore cluster=True, but {self.hostname}:{self.port} is not a Redis '
@@ -736,13 +935,32 @@ class RedisStore(Store):
                 ) from e
             raise StoreConnectionError(
                 f'Cannot reach the Redis Cluster at {self.hostname}:{self.port} (store '
-                f'{self.name!r}): {e}. Check that the node is running and that this host can '
-                'connect to it; any node of the cluster is a valid entry point.',
+                f'{self.name!r}): {message.rstrip(". ")}. Check that the node is running and '
+                'that this host can connect to it; any node of the cluster is a valid entry point.',
             ) from e
         except redis.exceptions.RedisError as e:
             with self._errors():
                 raise
             raise AssertionError('unreachable') from e  # pragma: no cover
+
+    def _entry_error(self) -> Exception | None:
+        """Why the entry node refuses a plain connection (e.g. authentication), if it does."""
+        client = redis.Redis(
+            host=self.hostname,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            socket_timeout=min(self._timeout, 5.0),
+            socket_connect_timeout=min(self._timeout, 5.0),
+            **_with_resp2(self._redis_kwargs),
+        )
+        try:
+            client.ping()
+        except redis.exceptions.RedisError as e:
+            return e
+        finally:
+            client.close()
+        return None
 
     def _config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -767,6 +985,8 @@ class RedisStore(Store):
         return config
 
     def _where(self, key: str | None = None, node: str | None = None) -> str:
+        if node is not None and node.startswith("b'"):  # redis-py < 4.3 names b'host':port
+            node = node[2:].replace("':", ':', 1)
         if self._routes is not None:
             if node is None and key is not None:
                 with contextlib.suppress(Exception):
@@ -978,14 +1198,11 @@ class RedisStore(Store):
         if self._routes is not None:
             self._put_batch_cluster(items)
             return
-        buffers, queued = _pack_transaction(items)
-        if self._replicas_ack:
-            buffers.append(_wait_command(self._replicas_ack, self._timeout / 2))
-        buffers = _coalesce(buffers)
         key = items[0][0] if len(items) == 1 else None
 
         def transaction(connection: Any) -> None:
-            connection.send_packed_command(buffers)
+            buffers, queued = self._pack(connection, items, asking=False)
+            connection.send_packed_command(_coalesce(buffers))
             error = _read_transaction(connection, queued)
             acked = connection.read_response() if self._replicas_ack else None
             if error is not None:
@@ -1008,12 +1225,13 @@ class RedisStore(Store):
                 by_slot.setdefault(('alone', i) if i in alone else slots[i], []).append(i)
             buffers: list[Buffer] = []
             transactions = []
-            for group in by_slot.values():
-                packed, queued = _pack_transaction([items[i] for i in group], asking=asking)
+            for n, group in enumerate(by_slot.values()):
+                last = n == len(by_slot) - 1
+                packed, queued = self._pack(
+                    connection, [items[i] for i in group], asking=asking, wait=last
+                )
                 buffers.extend(packed)
                 transactions.append((group, queued))
-            if self._replicas_ack:
-                buffers.append(_wait_command(self._replicas_ack, self._timeout / 2))
             connection.send_packed_command(_coalesce(buffers))
             redirected: dict[int, Exception] = {}
             failure: Exception | None = None
@@ -1037,6 +1255,34 @@ class RedisStore(Store):
             return redirected
 
         self._on_nodes(keys, write)
+
+    def _pack(
+        self,
+        connection: Any,
+        items: Sequence[tuple[str, Sequence[Buffer]]],
+        *,
+        asking: bool,
+        wait: bool = True,
+    ) -> tuple[list[Any], int]:
+        """One write transaction for ``connection`` (``WAIT`` after it if ``replicas_ack``).
+
+        Framed here with the payload's own buffers on the fast path, by
+        redis-py on the fallback (which copies them, with hiredis).
+        """
+        if self._use_fast_path(connection):
+            buffers, queued = _pack_transaction(items, asking=asking)
+            if wait and self._replicas_ack:
+                buffers.append(_wait_command(self._replicas_ack, self._timeout / 2))
+            return buffers, queued
+        buffers, queued = _pack_transaction_plain(connection, items, asking=asking)
+        if wait and self._replicas_ack:
+            wait_ms = max(1, int(self._timeout / 2 * 1000))
+            buffers.extend(connection.pack_commands([('WAIT', self._replicas_ack, wait_ms)]))
+        return buffers, queued
+
+    def _use_fast_path(self, connection: Any) -> bool:
+        """True if this store may frame and read on ``connection`` itself."""
+        return self._fast_path and _fast_path_supported(connection)
 
     def _check_acked(self, acked: int, keys: list[str], connection: Any) -> None:
         """Raise :class:`StoreIOError` if fewer than ``replicas_ack`` replicas have ``keys``."""
@@ -1080,6 +1326,8 @@ class RedisStore(Store):
         replies: list[Any] = [None] * len(keys)
 
         def read(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
+            if not self._use_fast_path(connection):
+                return self._read_plain(connection, keys, indexes, asking, replies)
             sock = getattr(connection, '_sock', None)
             if sock is None:
                 connection.connect()
@@ -1095,7 +1343,7 @@ class RedisStore(Store):
             try:
                 for i in indexes:
                     if asking:
-                        reader.line()  # +OK
+                        reader.header()  # +OK
                     reply = reader.read_list(i)
                     if isinstance(reply, redis.exceptions.ResponseError) and _redirection(reply):
                         redirected[i] = reply
@@ -1131,6 +1379,36 @@ class RedisStore(Store):
             else:
                 results.append((self._get_plain(key), None))
         return results
+
+    @staticmethod
+    def _read_plain(
+        connection: Any, keys: Sequence[str], indexes: list[int], asking: bool, replies: list[Any]
+    ) -> dict[int, Exception]:
+        """The fallback's pipelined LRANGEs: redis-py frames and parses, then one copy.
+
+        Fills ``replies`` like the fast path (an error reply per key is kept,
+        to be raised or followed) and returns the redirected keys.
+        """
+        commands: list[tuple[Any, ...]] = []
+        for i in indexes:
+            if asking:
+                commands.append(('ASKING',))
+            commands.append(('LRANGE', keys[i], 0, -1))
+        connection.send_packed_command(connection.pack_commands(commands))
+        redirected: dict[int, Exception] = {}
+        for i in indexes:
+            if asking:
+                connection.read_response()  # +OK
+            try:
+                elements = connection.read_response()
+            except redis.exceptions.ResponseError as e:  # LOADING, NOAUTH: raised (not Response)
+                if _redirection(e):
+                    redirected[i] = e
+                else:
+                    replies[i] = e
+                continue
+            replies[i] = _assemble_list(i, elements)
+        return redirected
 
     def _get_plain(self, key: str) -> Buffer | None:
         """Read a value another tool wrote with plain ``SET`` (unversioned)."""

@@ -34,12 +34,18 @@ def htex_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def count_objects(store: Any) -> int:
-    """How many objects ``store``'s backend holds right now (file, shm or redis)."""
+    """How many objects ``store``'s backend holds right now (file, shm, redis or a cluster)."""
     config = store.config()
     if 'store_dir' in config:
         return len([n for n in os.listdir(config['store_dir']) if not n.startswith('.')])
     import redis
 
+    if config.get('cluster'):  # every master's keys
+        cluster = redis.cluster.RedisCluster(host=config['hostname'], port=config['port'])
+        try:
+            return sum(int(cluster.dbsize(target_nodes=n)) for n in cluster.get_primaries())
+        finally:
+            cluster.close()
     client = redis.Redis(host=config['hostname'], port=config['port'], db=config.get('db', 0))
     try:
         return int(client.dbsize())

@@ -99,7 +99,8 @@ def _raw_kind(obj: Any, stores_objects: bool) -> str:
     )
 
 
-def _check_keys(keys: Any, what: str) -> list[str]:
+def check_keys(keys: Any, what: str) -> list[str]:
+    """Return ``keys`` as a list of valid keys; a single string is refused, not split."""
     if isinstance(keys, (str, bytes)):
         raise InvalidKeyError(
             f'{what} needs a sequence of keys, got a single {type(keys).__qualname__} '
@@ -339,7 +340,7 @@ class Store(ABC):
         if keys is None:
             keys = [self.create_key(obj) for obj in objs]
         else:
-            keys = _check_keys(keys, 'set_batch')
+            keys = check_keys(keys, 'set_batch')
             if len(keys) != len(objs):
                 raise BatchSizeMismatchError(
                     f'set_batch got {len(objs)} objects but {len(keys)} keys.',
@@ -429,7 +430,7 @@ class Store(ABC):
             InvalidKeyError: ``keys`` is a single string, or holds an invalid key.
 
         """
-        keys = _check_keys(keys, 'get_batch')
+        keys = check_keys(keys, 'get_batch')
         results: list[Any] = [_MISSING] * len(keys)
         todo = []
         for i, key in enumerate(keys):
@@ -579,7 +580,7 @@ class Store(ABC):
         if objs is None:
             if keys is None:
                 raise StoreConfigError('proxy_batch() needs objects or existing keys.')
-            keys = _check_keys(keys, 'proxy_batch')
+            keys = check_keys(keys, 'proxy_batch')
             for key in keys:
                 if not self.exists(key):
                     raise KeyNotFoundError(

@@ -39,6 +39,7 @@ from proxystore.serialize import payload_size
 from proxystore.store import registry
 from proxystore.store.base import Store
 from proxystore.store.base import check_key
+from proxystore.store.base import check_keys
 from proxystore.store.stats import TimeStats
 from proxystore.utils import class_path
 
@@ -281,7 +282,7 @@ class MultiStore(Store):
     def _batch_keys(self, objs: list[Any], keys: Sequence[str] | None, what: str) -> list[str]:
         if keys is None:
             return [self.create_key(obj) for obj in objs]
-        checked = _check_keys(keys, what)
+        checked = check_keys(keys, what)
         if len(checked) != len(objs):
             raise BatchSizeMismatchError(
                 f'{what} got {len(objs)} objects but {len(checked)} keys.',
@@ -337,7 +338,7 @@ class MultiStore(Store):
         deserialize: bool = True,
     ) -> list[Any]:
         """Return the objects of many keys, one batch per route tried."""
-        keys = _check_keys(keys, 'get_batch')
+        keys = check_keys(keys, 'get_batch')
         results: list[Any] = [_MISSING] * len(keys)
         orders = [self._candidates(key) for key in keys]
         for attempt in range(len(self._routes)):
@@ -433,7 +434,7 @@ class MultiStore(Store):
         if objs is None:
             if keys is None:
                 raise StoreConfigError('proxy_batch() needs objects or existing keys.')
-            keys = _check_keys(keys, 'proxy_batch')
+            keys = check_keys(keys, 'proxy_batch')
             proxies = []
             for key in keys:
                 store = self._find(key)
@@ -545,17 +546,6 @@ def _factory(proxy: Proxy[Any]) -> StoreFactory[Any]:
     if not isinstance(factory, StoreFactory):
         raise ValueError('Expected a proxy made by a store.')
     return factory
-
-
-def _check_keys(keys: Any, what: str) -> list[str]:
-    if isinstance(keys, (str, bytes)):
-        from proxystore.exceptions import InvalidKeyError
-
-        raise InvalidKeyError(
-            f'{what} needs a sequence of keys, got a single {type(keys).__qualname__} '
-            f'{keys!r}; wrap it in a list.',
-        )
-    return [check_key(k) for k in keys]
 
 
 def _check_routes(name: str, routes: Any) -> list[Route]:

@@ -300,7 +300,7 @@ def _coalesce(buffers: Sequence[Buffer], small: int = 65536) -> list[Buffer]:
     return out
 
 
-def _parse_head(head: bytes | bytearray) -> tuple[int, bytes | None] | None:
+def _parse_head(head: Buffer) -> tuple[int, bytes | None] | None:
     """``(payload length, version token)`` of a list head this store wrote, else None.
 
     The older head layout has no token (None): such values are unversioned.
@@ -437,19 +437,8 @@ class _ReplyReader:
             raise _BadValue(index, 'a Redis list that ProxyStore did not write')
         head = bytearray(size)
         self.bulk_into(memoryview(head))
-        parsed = _parse_head(head)
-        if parsed is None:
-            raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-        total, token = parsed
-        if total > (count - 1) * _MAX_ELEMENT:
-            raise _BadValue(
-                index,
-                f'a corrupt object: its head announces {total} bytes in {count - 1} chunks',
-            )
-        try:
-            buffer = allocate(total)
-        except (MemoryError, OSError) as e:
-            raise _BadValue(index, str(e) or type(e).__name__, size=total) from e
+        total, token = _check_head(index, head, count)
+        buffer = _allocate(index, total)
         view = memoryview(buffer)
         position = 0
         for _ in range(count - 1):
@@ -468,6 +457,31 @@ class _ReplyReader:
         return buffer, token
 
 
+def _check_head(index: int, head: Buffer, count: int) -> tuple[int, bytes | None]:
+    """``(total, token)`` of a list's head, refusing foreign lists and impossible sizes.
+
+    Shared by the fast reader and the fallback: a head announcing more than
+    its ``count - 1`` chunks can hold is corrupt, and is refused before any
+    allocation.
+    """
+    parsed = _parse_head(head)
+    if parsed is None:
+        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
+    total, token = parsed
+    if total > (count - 1) * _MAX_ELEMENT:
+        raise _BadValue(
+            index, f'a corrupt object: its head announces {total} bytes in {count - 1} chunks'
+        )
+    return total, token
+
+
+def _allocate(index: int, total: int) -> Buffer:
+    try:
+        return allocate(total)
+    except (MemoryError, OSError) as e:
+        raise _BadValue(index, str(e) or type(e).__name__, size=total) from e
+
+
 def _assemble_list(index: int, elements: Any) -> tuple[Buffer, bytes | None] | None:
     """The fallback's ``read_list``: ``(payload, token)`` from LRANGE's elements, None if empty.
 
@@ -479,15 +493,9 @@ def _assemble_list(index: int, elements: Any) -> tuple[Buffer, bytes | None] | N
         return None
     if not all(isinstance(e, bytes) for e in elements):
         raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-    parsed = _parse_head(elements[0]) if len(elements[0]) in (_HEAD.size, _OLD_HEAD.size) else None
-    if parsed is None:
+    if len(elements[0]) not in (_HEAD.size, _OLD_HEAD.size):
         raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-    total, token = parsed
-    count = len(elements)
-    if total > (count - 1) * _MAX_ELEMENT:
-        raise _BadValue(
-            index, f'a corrupt object: its head announces {total} bytes in {count - 1} chunks'
-        )
+    total, token = _check_head(index, elements[0], len(elements))
     size = sum(len(e) for e in elements[1:])
     if size > total:
         raise _BadValue(
@@ -495,10 +503,7 @@ def _assemble_list(index: int, elements: Any) -> tuple[Buffer, bytes | None] | N
         )
     if size != total:
         raise _BadValue(index, f'a corrupt object: {size} bytes where its head announces {total}')
-    try:
-        buffer = allocate(total)
-    except (MemoryError, OSError) as e:
-        raise _BadValue(index, str(e) or type(e).__name__, size=total) from e
+    buffer = _allocate(index, total)
     view = memoryview(buffer)
     position = 0
     for element in elements[1:]:

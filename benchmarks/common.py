@@ -293,13 +293,7 @@ def redis_server(attempts: int = 5, timeout: float = 10.0) -> Iterator[tuple[str
             raise RuntimeError(f'redis-server did not start after {attempts} attempts')
         yield '127.0.0.1', port
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop([proc] if proc is not None else [])
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -361,15 +355,20 @@ def redis_cluster(masters: int = 3, timeout: float = 30.0) -> Iterator[tuple[str
             raise RuntimeError('the Redis Cluster did not reach cluster_state:ok')
         yield '127.0.0.1', ports[0]
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Terminate server processes (all at once), killing any that do not exit in 10 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # -- cross-process worker ----------------------------------------------------------------

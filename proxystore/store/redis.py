@@ -457,6 +457,16 @@ class _ReplyReader:
         return buffer, token
 
 
+def _send_lranges(connection: Any, keys: Sequence[str], indexes: list[int], asking: bool) -> None:
+    """Pipeline ``LRANGE key 0 -1`` for ``keys[i]`` (each after ``ASKING`` when following ASK)."""
+    commands: list[tuple[Any, ...]] = []
+    for i in indexes:
+        if asking:
+            commands.append(('ASKING',))
+        commands.append(('LRANGE', keys[i], 0, -1))
+    connection.send_packed_command(connection.pack_commands(commands))
+
+
 def _check_head(index: int, head: Buffer, count: int) -> tuple[int, bytes | None]:
     """``(total, token)`` of a list's head, refusing foreign lists and impossible sizes.
 
@@ -1337,12 +1347,7 @@ class RedisStore(Store):
             if sock is None:
                 connection.connect()
                 sock = getattr(connection, '_sock', None)
-            commands: list[tuple[Any, ...]] = []
-            for i in indexes:
-                if asking:
-                    commands.append(('ASKING',))
-                commands.append(('LRANGE', keys[i], 0, -1))
-            connection.send_packed_command(connection.pack_commands(commands))
+            _send_lranges(connection, keys, indexes, asking)
             reader = _ReplyReader(sock)
             redirected: dict[int, Exception] = {}
             try:
@@ -1394,12 +1399,7 @@ class RedisStore(Store):
         Fills ``replies`` like the fast path (an error reply per key is kept,
         to be raised or followed) and returns the redirected keys.
         """
-        commands: list[tuple[Any, ...]] = []
-        for i in indexes:
-            if asking:
-                commands.append(('ASKING',))
-            commands.append(('LRANGE', keys[i], 0, -1))
-        connection.send_packed_command(connection.pack_commands(commands))
+        _send_lranges(connection, keys, indexes, asking)
         redirected: dict[int, Exception] = {}
         for i in indexes:
             if asking:

@@ -16,21 +16,24 @@ from proxystore.integrations.testing.parsl_configs import thread_config  # noqa:
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope='module')
-def thread_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    dfk = parsl.load(thread_config(str(tmp_path_factory.mktemp('runinfo'))))
-    yield dfk
-    dfk.cleanup()
-    parsl.clear()
-
-
-@pytest.fixture(scope='module')
-def htex_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    config = htex_config(str(tmp_path_factory.mktemp('runinfo')), workers=2, pythonpath=REPO_ROOT)
+def running(config: Any) -> Iterator[Any]:
+    """Load ``config`` and yield its DataFlowKernel; clean it up afterwards (fixture body)."""
     dfk = parsl.load(config)
     yield dfk
     dfk.cleanup()
     parsl.clear()
+
+
+@pytest.fixture(scope='module')
+def thread_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from running(thread_config(str(tmp_path_factory.mktemp('runinfo'))))
+
+
+@pytest.fixture(scope='module')
+def htex_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """HTEX with Parsl's default configuration (DEBUG logging to parsl.log included)."""
+    config = htex_config(str(tmp_path_factory.mktemp('runinfo')), workers=2, pythonpath=REPO_ROOT)
+    yield from running(config)
 
 
 def count_objects(store: Any) -> int:

@@ -27,6 +27,7 @@ from proxystore.store.file import FileStore  # noqa: E402
 from proxystore.store.multi import MultiStore  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 from tests.integrations.conftest import REPO_ROOT  # noqa: E402
+from tests.integrations.conftest import running  # noqa: E402
 
 THRESHOLD = 1_000  # proxy anything larger than 1 kB
 SMALL_ROUTE = 100_000  # proxied objects up to 100 kB go to Redis, larger ones to files
@@ -82,10 +83,7 @@ def dfk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         config = thread_config(run_dir)
     else:
         config = htex_config(run_dir, workers=2, pythonpath=REPO_ROOT)
-    loaded = parsl.load(config)
-    yield loaded
-    loaded.cleanup()
-    parsl.clear()
+    yield from running(config)
 
 
 def test_parsl_workflow_routes_small_to_redis_and_large_to_files(

@@ -18,6 +18,7 @@ from proxystore.proxy import is_resolved  # noqa: E402
 from proxystore.store.base import Store  # noqa: E402
 from tests.integrations import parsl_apps  # noqa: E402
 from tests.integrations.conftest import REPO_ROOT  # noqa: E402
+from tests.integrations.conftest import running  # noqa: E402
 
 THRESHOLD = 10_000
 TIMEOUT = 120
@@ -30,10 +31,7 @@ def deep_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         pythonpath=REPO_ROOT,
         dependency_resolver=DEEP_DEPENDENCY_RESOLVER,
     )
-    dfk = parsl.load(config)
-    yield dfk
-    dfk.cleanup()
-    parsl.clear()
+    yield from running(config)
 
 
 def test_proxy_of_a_list_passed_directly(deep_dfk: Any, shared_store: Store) -> None:

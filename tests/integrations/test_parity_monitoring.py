@@ -18,6 +18,7 @@ from proxystore.proxy import is_resolved  # noqa: E402
 from proxystore.store.base import Store  # noqa: E402
 from tests.integrations import parsl_apps  # noqa: E402
 from tests.integrations.conftest import REPO_ROOT  # noqa: E402
+from tests.integrations.conftest import running  # noqa: E402
 
 THRESHOLD = 10_000
 TIMEOUT = 120
@@ -29,10 +30,7 @@ def monitored_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     hub = MonitoringHub(
         logging_endpoint=f'sqlite:///{run_dir}/monitoring.db', resource_monitoring_interval=1
     )
-    dfk = parsl.load(htex_config(str(run_dir), pythonpath=REPO_ROOT, monitoring=hub))
-    yield dfk
-    dfk.cleanup()
-    parsl.clear()
+    yield from running(htex_config(str(run_dir), pythonpath=REPO_ROOT, monitoring=hub))
 
 
 def test_monitoring_reads_nothing_in_the_submitter(monitored_dfk: Any, shared_store: Store) -> None:

@@ -19,6 +19,7 @@ from proxystore.store.base import Store  # noqa: E402
 from tests.integrations import parsl_apps  # noqa: E402
 from tests.integrations.conftest import REPO_ROOT  # noqa: E402
 from tests.integrations.conftest import count_objects  # noqa: E402
+from tests.integrations.conftest import running  # noqa: E402
 
 THRESHOLD = 10_000
 TIMEOUT = 120
@@ -27,10 +28,7 @@ TIMEOUT = 120
 @pytest.fixture(scope='module')
 def retry_dfk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     config = htex_config(str(tmp_path_factory.mktemp('runinfo')), pythonpath=REPO_ROOT, retries=1)
-    dfk = parsl.load(config)
-    yield dfk
-    dfk.cleanup()
-    parsl.clear()
+    yield from running(config)
 
 
 @pytest.mark.parametrize('evict', ['auto', True, False])

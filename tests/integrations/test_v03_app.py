@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,23 +11,9 @@ import pytest
 parsl = pytest.importorskip('parsl')
 
 import proxystore as ps  # noqa: E402
-from proxystore.integrations.testing.parsl_configs import htex_config  # noqa: E402
-from tests.integrations.conftest import REPO_ROOT  # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def default_logging_htex(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    config = htex_config(str(tmp_path_factory.mktemp('runinfo')), workers=2, pythonpath=REPO_ROOT)
-    config.initialize_logging = True  # Parsl's default: DEBUG to parsl.log
-    dfk = parsl.load(config)
-    yield dfk
-    dfk.cleanup()
-    parsl.clear()
-
-
-def test_v03_task_server_on_htex_with_redis(
-    default_logging_htex: Any, redis_address: tuple[str, int]
-) -> None:
+def test_v03_task_server_on_htex_with_redis(htex_dfk: Any, redis_address: tuple[str, int]) -> None:
     from tests.integrations.v03_app import run_task
 
     host, port = redis_address

@@ -1,13 +1,11 @@
-"""The object-level store interface every backend shares: :class:`Store`.
+"""The object level every store shares: :class:`Store`.
 
-A :class:`Store` turns objects into framed bytes (:mod:`proxystore.serialize`),
-keeps a local LRU cache of deserialized objects, counts what it does
-(:class:`~proxystore.store.metrics.Metrics`) and makes proxies. A backend is a
-subclass that only moves bytes: it implements ``_put``, ``_get``, ``_exists``
-and ``_evict`` (plus ``_config`` to rebuild itself in another process and,
-optionally, batch and cleanup hooks). Backends translate their library's
-errors into :mod:`proxystore.exceptions`, so nothing above them sees a foreign
-exception type.
+A :class:`Store` has a byte-level :class:`~proxystore.connectors.protocol.Connector`
+(composition, not inheritance) and adds what is the same for every backend:
+serialization and signing (:mod:`proxystore.serialize`), a local LRU cache of
+deserialized objects, metrics and per-key stats, and proxies. The backends'
+stores (``FileStore``, ``RedisStore``, ...) are thin conveniences that build
+their connector from the seed's constructor arguments.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ import logging
 import os
 import time
 import weakref
-from abc import ABC
-from abc import abstractmethod
 from collections.abc import Hashable
 from collections.abc import Iterable
 from collections.abc import Sequence
@@ -26,15 +22,14 @@ from typing import Any
 from typing import ClassVar
 from typing import TypeVar
 
+from proxystore.connectors.protocol import Connector
+from proxystore.connectors.protocol import connector_version
 from proxystore.exceptions import BatchSizeMismatchError
-from proxystore.exceptions import InvalidKeyError
 from proxystore.exceptions import KeyNotFoundError
 from proxystore.exceptions import NotBytesError
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import StoreConfigError
-from proxystore.factory import StoreFactory
 from proxystore.proxy import Proxy
-from proxystore.proxy import _set_target
 from proxystore.serialize import Buffer
 from proxystore.serialize import deserialize
 from proxystore.serialize import is_payload
@@ -42,151 +37,77 @@ from proxystore.serialize import payload_size
 from proxystore.serialize import serialize_parts
 from proxystore.store import registry
 from proxystore.store.cache import LRUCache
+from proxystore.store.factory import StoreFactory
+from proxystore.store.keys import check_key
+from proxystore.store.keys import check_keys
 from proxystore.store.metrics import Metrics
+from proxystore.store.options import LOCAL_OPTIONS
+from proxystore.store.options import SECRET_ENV
+from proxystore.store.options import StoreOptions
 from proxystore.store.stats import KeyStats
 from proxystore.store.stats import TimeStats
 from proxystore.utils import class_path
 from proxystore.utils import create_key
+from proxystore.utils import import_class
 
-__all__ = ['Store', 'SECRET_ENV']
+__all__ = ['SECRET_ENV', 'Store', 'check_key', 'check_keys']
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar('T')
 S = TypeVar('S', bound='Store')
 
-#: Environment variable holding the signing secret (see ``Store(secret=...)``).
-SECRET_ENV = 'PROXYSTORE_SECRET'
-
 _MISSING: Any = object()
-_MAX_KEY_LENGTH = 1024
-#: Default byte bound of a store's local object cache.
-DEFAULT_CACHE_BYTES = 256 * 2**20
 
 
-def check_key(key: Any) -> str:
-    """Return ``key`` if it is a valid key, else raise :class:`InvalidKeyError`.
-
-    Keys are non-empty strings of at most 1024 characters with no ``/``,
-    ``\\``, NUL, and no leading ``.``: every backend can then use them as file
-    names, and no key can point outside a file store's directory.
-    """
-    if not isinstance(key, str):
-        raise InvalidKeyError(f'Keys must be str, got {type(key).__qualname__}.')
-    if not key or len(key) > _MAX_KEY_LENGTH:
-        raise InvalidKeyError(f'Keys must have 1 to {_MAX_KEY_LENGTH} characters, got {len(key)}.')
-    if key[0] == '.' or '/' in key or '\\' in key or '\x00' in key:
-        raise InvalidKeyError(
-            f'Invalid key {key!r}: keys may not start with "." or contain "/", "\\" or NUL.',
-        )
-    try:
-        key.encode('utf-8')
-    except UnicodeEncodeError:
-        raise InvalidKeyError(
-            f'Invalid key {key!r}: keys must be encodable as UTF-8 (no lone surrogates).',
-        ) from None
-    return key
-
-
-def _raw_kind(obj: Any, stores_objects: bool) -> str:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return 'bytes'
-    if stores_objects:
-        return 'object'
-    raise NotBytesError(
+def _not_bytes(obj: Any) -> NotBytesError:
+    return NotBytesError(
         f'serialize=False needs bytes, got {type(obj).__qualname__}. '
         'Pass serialize=True (the default) to store other objects, or encode str yourself.',
     )
 
 
-def check_keys(keys: Any, what: str) -> list[str]:
-    """Return ``keys`` as a list of valid keys; a single string is refused, not split."""
-    if isinstance(keys, (str, bytes)):
-        raise InvalidKeyError(
-            f'{what} needs a sequence of keys, got a single {type(keys).__qualname__} '
-            f'{keys!r}; wrap it in a list.',
-        )
-    return [check_key(k) for k in keys]
-
-
-class Store(ABC):
-    """A named key-value store for Python objects.
+class Store:
+    """A named key-value store for Python objects, over a byte-level connector.
 
     Args:
         name: Name of the store; proxies find the store by this name in
             other processes (see :func:`proxystore.store.init_store`).
-        cache_size: Number of deserialized objects kept in this process's
-            LRU cache (0 disables the cache).
-        cache_bytes: Bound on the stored size of the cached objects (``None``:
-            no byte bound). An object larger than this is never cached.
-        secret: Sign every payload with this secret (HMAC-SHA256) and refuse
-            to deserialize payloads that are not signed with it. Defaults to
-            the ``PROXYSTORE_SECRET`` environment variable. The secret never
-            travels inside a proxy: workers read their own environment.
-        signed: ``None`` signs when a secret is available; ``True`` requires
-            one (set automatically when a store is rebuilt from a proxy of a
-            signed store, so a worker without the secret fails loudly).
-        stats: Keep per-key timings of every operation (see :meth:`stats`).
+        connector: Where the bytes go (see :mod:`proxystore.connectors`).
+        options: ``cache_size`` (objects kept in this process's LRU cache,
+            0 disables it; default 16), ``cache_bytes`` (bound on their stored
+            size, default 256 MiB, ``None`` for none; a larger object is never
+            cached), ``secret`` (sign every payload with HMAC-SHA256 and refuse
+            unsigned ones; default: the ``PROXYSTORE_SECRET`` environment
+            variable; it never travels inside a proxy), ``signed`` (``None``
+            signs when a secret is available, ``True`` requires one: set
+            automatically when a store is rebuilt from a proxy of a signed
+            store), ``stats`` (keep per-key timings, see :meth:`stats`).
 
     Raises:
-        StoreConfigError: an argument is invalid (empty name, negative
-            ``cache_size``, empty secret, ``signed=True`` without a secret).
+        StoreConfigError: an unknown option, or an invalid one (empty name,
+            negative ``cache_size``, empty secret, ``signed=True`` without a secret).
 
     """
 
-    #: Whether ``serialize=False`` may store arbitrary objects (in-process stores only).
-    stores_objects: ClassVar[bool] = False
     #: Configuration keys that only tune this process and are not part of the
     #: store's identity (see :func:`proxystore.store.registry.identity`).
-    local_options: ClassVar[frozenset[str]] = frozenset({'cache_size', 'cache_bytes', 'stats'})
+    local_options: ClassVar[frozenset[str]] = LOCAL_OPTIONS
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        cache_size: int = 16,
-        cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-        secret: str | bytes | None = None,
-        signed: bool | None = None,
-        stats: bool = False,
-        **unknown: Any,
-    ) -> None:
-        if unknown:
+    def __init__(self, name: str, connector: Connector, **options: Any) -> None:
+        parsed = StoreOptions.parse(type(self).__name__, name, options)
+        if not isinstance(connector, Connector):
             raise StoreConfigError(
-                f'{type(self).__name__}: unexpected argument(s) {", ".join(map(repr, unknown))}. '
-                f'Store options are cache_size, cache_bytes, secret, signed and stats.',
-            )
-        if not isinstance(name, str) or not name:
-            raise StoreConfigError(f'A store name must be a non-empty str, got {name!r}.')
-        _check_int('cache_size', cache_size)
-        if cache_bytes is not None:
-            _check_int('cache_bytes', cache_bytes)
-        if not isinstance(stats, bool):
-            raise StoreConfigError(f'stats must be True or False, got {stats!r}.')
-        if signed is not None and not isinstance(signed, bool):
-            raise StoreConfigError(f'signed must be None, True or False, got {signed!r}.')
-        if secret is None:
-            secret = os.environ.get(SECRET_ENV) or None
-        if isinstance(secret, str):
-            secret = secret.encode('utf-8')
-        if secret is not None and (not isinstance(secret, bytes) or not secret):
-            raise StoreConfigError(
-                f'secret must be a non-empty str or bytes, got {type(secret).__qualname__} '
-                f'{"(empty)" if not secret else ""}: an empty secret would let anyone forge '
-                'payloads. Pass a long random string, or leave it unset to not sign.',
-            )
-        if signed and secret is None:
-            raise StoreConfigError(
-                f'Store {name!r} signs its payloads but no secret is available here: '
-                f'set the {SECRET_ENV} environment variable (or pass secret=...).',
+                f'{type(self).__name__} {name!r}: connector must implement the Connector '
+                f'protocol (proxystore.connectors.protocol), got {type(connector).__qualname__}.',
             )
         self._name = name
-        self._cache_size = cache_size
-        self._cache_bytes = cache_bytes
-        self._secret: bytes | None = secret if signed is not False else None
-        self._cache = LRUCache(cache_size, cache_bytes)
+        self._options = parsed
+        self._connector = connector
+        self._secret = parsed.secret
+        self._cache = LRUCache(parsed.cache_size, parsed.cache_bytes)
         self._metrics = Metrics()
-        self._key_stats: KeyStats | None = KeyStats() if stats else None
+        self._key_stats: KeyStats | None = KeyStats() if parsed.stats else None
         _live_stores.add(self)
 
     # -- identity and configuration -------------------------------------
@@ -197,9 +118,14 @@ class Store(ABC):
         return self._name
 
     @property
+    def connector(self) -> Connector:
+        """The byte-level connector under this store."""
+        return self._connector
+
+    @property
     def cache_size(self) -> int:
         """Capacity of the local object cache."""
-        return self._cache_size
+        return self._options.cache_size
 
     @property
     def has_stats(self) -> bool:
@@ -216,25 +142,45 @@ class Store(ABC):
         return self.config()
 
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this store with ``type(self)(name, **config)``.
+        """Keyword arguments that rebuild this store with :meth:`from_config`.
 
         Secrets are never included; ``signed=True`` is, so a rebuilt store
         insists on finding the secret in its own environment.
         """
-        config: dict[str, Any] = {'cache_size': self._cache_size}
-        if self._cache_bytes != DEFAULT_CACHE_BYTES:
-            config['cache_bytes'] = self._cache_bytes
-        if self._key_stats is not None:
-            config['stats'] = True
-        if self._secret is not None:
-            config['signed'] = True
-        config.update(self._config())
+        config = self._options.config()
+        config.update(self._connector_config())
         return config
+
+    def _connector_config(self) -> dict[str, Any]:
+        """The connector's part of :meth:`config` (backends' stores flatten it)."""
+        connector = self._connector
+        return {'connector': {'type': class_path(type(connector)), 'config': connector.config()}}
 
     @classmethod
     def from_config(cls: type[S], name: str, config: dict[str, Any]) -> S:
         """Rebuild a store from :meth:`config` output."""
-        return cls(name, **config)
+        config = dict(config)
+        spec = config.pop('connector', None)
+        if cls is not Store or spec is None:
+            return cls(name, **config)
+        if not isinstance(spec, dict) or not {'type', 'config'} <= set(spec):
+            raise StoreConfigError(
+                f'Store {name!r}: connector must be a Connector, or a dict with its class '
+                f'path and config as Store.config() returns it, got {spec!r}.',
+            )
+        return cls(name, import_class(spec['type'])(**spec['config']), **config)
+
+    @classmethod
+    def identity_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The part of ``config`` that makes a store this store (process-local options removed)."""
+        shared = {k: v for k, v in config.items() if k not in cls.local_options}
+        spec = shared.get('connector')
+        if isinstance(spec, dict) and isinstance(spec.get('config'), dict):
+            kind = import_class(spec['type'])
+            local: frozenset[str] = getattr(kind, 'local_options', frozenset())
+            inner = {k: v for k, v in spec['config'].items() if k not in local}
+            shared['connector'] = {'type': spec['type'], 'config': inner}
+        return shared
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name={self._name!r})'
@@ -244,6 +190,11 @@ class Store(ABC):
         # name and configuration in the receiving process (found or rebuilt).
         registry.track(self)
         return (registry.lookup_store, (class_path(type(self)), self._name, self.config()))
+
+    def _where(self, key: str | None = None) -> str:
+        where = getattr(self._connector, 'where', None)
+        place = f' ({where(key)})' if where is not None else ''
+        return f'store {self._name!r}{place}'
 
     # -- objects ---------------------------------------------------------
 
@@ -263,19 +214,21 @@ class Store(ABC):
     def _encode(self, obj: Any, serialize: bool) -> list[Any]:
         if serialize:
             return self.serialize(obj)
-        if _raw_kind(obj, self.stores_objects) == 'object':
-            return [_Object(obj)]
-        return [obj]
+        return [self._raw(obj)]
+
+    def _raw(self, obj: Any) -> Any:
+        """What ``serialize=False`` stores: bytes only (in-process stores widen this)."""
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return obj
+        raise _not_bytes(obj)
 
     def _decode(self, data: Any, deserialize_: bool, key: str) -> Any:
-        if isinstance(data, _Object):
-            return data.obj
         if deserialize_:
             try:
                 return deserialize(data, secret=self._secret)
             except SerializationError as e:
                 # Name the key and where it lives: the serializer knows neither.
-                where = self._where()
+                where = self._where(key)
                 if e.args and isinstance(e.args[0], str) and where not in e.args[0]:
                     e.args = (f'{e.args[0]} (key {key!r} in {where})', *e.args[1:])
                 raise
@@ -316,7 +269,7 @@ class Store(ABC):
         key = self.create_key(obj) if key is None else check_key(key)
         parts = _check_payload(payload) if payload is not None else self._encode(obj, serialize)
         with self._metrics.timer('set') as timing:
-            self._put(key, parts)
+            self._connector.put(key, parts)
             timing.nbytes = _size(parts)
         self._record(key, 'set', timing.seconds)
         self._cache.evict(key)
@@ -347,7 +300,7 @@ class Store(ABC):
                 )
         items = [(key, self._encode(obj, serialize)) for key, obj in zip(keys, objs)]
         with self._metrics.timer('set', count=len(items)) as timing:
-            self._put_batch(items)
+            self._connector.put_batch(items)
             timing.nbytes = sum(_size(parts) for _, parts in items)
         for key in keys:
             self._record(key, 'set', timing.seconds / max(len(keys), 1))
@@ -394,8 +347,9 @@ class Store(ABC):
         try:
             # Timed inline (not with Metrics.timer): this is every read's path.
             start = time.perf_counter()
-            data, version = self._get_versioned(key)
-            if data is not None and not isinstance(data, _Object):
+            entry = self._connector.get(key)
+            data, version = (None, None) if entry is None else entry
+            if isinstance(data, (bytes, bytearray, memoryview)):
                 nbytes = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
             seconds = time.perf_counter() - start
             self._metrics.record('get', nbytes=nbytes, seconds=seconds)
@@ -447,7 +401,8 @@ class Store(ABC):
         versions: list[Hashable | None] = [None] * len(todo)
         try:
             with self._metrics.timer('get', count=len(todo)) as timing:
-                datas = self._get_batch_versioned([keys[i] for i in todo])
+                entries = self._connector.get_batch([keys[i] for i in todo])
+                datas = [(None, None) if e is None else e for e in entries]
                 sizes = [0 if d is None else _size([d]) for d, _ in datas]
                 timing.nbytes = sum(sizes)
             for n, (i, (data, version)) in enumerate(zip(todo, datas)):
@@ -475,7 +430,7 @@ class Store(ABC):
         """Return whether ``key`` exists in the store (the cache is not consulted)."""
         check_key(key)
         with self._metrics.timer('exists') as timing:
-            found = self._exists(key)
+            found = self._connector.exists(key)
         self._record(key, 'exists', timing.seconds)
         return found
 
@@ -483,7 +438,7 @@ class Store(ABC):
         """Delete ``key`` from the store and the local cache (a missing key is fine)."""
         check_key(key)
         with self._metrics.timer('evict') as timing:
-            self._evict(key)
+            self._connector.evict(key)
         self._record(key, 'evict', timing.seconds)
         # After the delete: a read racing it cannot re-cache the old value.
         self._cache.evict(key)
@@ -500,7 +455,7 @@ class Store(ABC):
             return False
         if not strict:
             return True
-        current = self._version(key)
+        current = connector_version(self._connector, key)
         return current is not None and current == self._cache.version(key)
 
     # -- proxies ---------------------------------------------------------
@@ -548,12 +503,13 @@ class Store(ABC):
                 raise KeyNotFoundError(self._name, key, 'proxy(key=...) needs an existing key.')
             options: dict[str, Any] = {'raw': None if serialize else 'bytes'}
         else:
-            raw = None if serialize else _raw_kind(obj, self.stores_objects)
+            raw = None if serialize else _raw_kind(self._raw(obj))
             key = self.set(obj, key=key, serialize=serialize, payload=payload)
             options = {'raw': raw, 'target_type': class_path(type(obj))}
         proxy = self._make_proxy(factory, key, evict=evict, strict=strict, copy=copy, **options)
         if resolved and obj is not None:
-            _set_target(proxy, obj)
+            # lazy-object-proxy's public way to resolve a proxy: no fetch in this process.
+            setattr(proxy, '__wrapped__', obj)  # noqa: B010 - a read-only property to mypy
         self._metrics.record('proxy', seconds=time.perf_counter() - start)
         return proxy
 
@@ -589,7 +545,7 @@ class Store(ABC):
             options: list[dict[str, Any]] = [{'raw': None if serialize else 'bytes'}] * len(keys)
         else:
             objs = list(objs)
-            raws = [None if serialize else _raw_kind(o, self.stores_objects) for o in objs]
+            raws = [None if serialize else _raw_kind(self._raw(o)) for o in objs]
             keys = self.set_batch(objs, keys=keys, serialize=serialize)
             options = [
                 {'raw': raw, 'target_type': class_path(type(o))} for raw, o in zip(raws, objs)
@@ -605,10 +561,29 @@ class Store(ABC):
         registry.track(self)
         return Proxy(factory.for_store(self, key, **options))
 
-    def _resolve(
-        self, key: str, *, raw: str | None, strict: bool, evict: bool, copy: bool = False
+    def resolve(
+        self,
+        key: str,
+        *,
+        raw: str | None = None,
+        strict: bool = False,
+        evict: bool = False,
+        copy: bool = False,
     ) -> Any:
-        """Fetch ``key`` for a proxy: like :meth:`get`, but a missing key is an error."""
+        """What a proxy does when it resolves: :meth:`get` ``key``, a missing key being an error.
+
+        Args:
+            key: The key.
+            raw: ``None`` deserializes; ``'bytes'`` (or ``'object'``) returns
+                the value as stored with ``serialize=False``.
+            strict: Skip the local cache (see :meth:`get`).
+            evict: Delete the key once it is read (a proxy made with ``evict=True``).
+            copy: Return a private object (see :meth:`get`).
+
+        Raises:
+            KeyNotFoundError: the key does not exist.
+
+        """
         start = time.perf_counter()
         obj = self.get(key, strict=strict, default=_MISSING, deserialize=raw is None, copy=copy)
         if obj is _MISSING:
@@ -664,12 +639,13 @@ class Store(ABC):
 
     def close(self) -> None:
         """Release connections and handles; stored data is kept."""
-        self._close()
+        self._connector.close()
 
     def cleanup(self) -> None:
-        """Clear the local cache and release resources (see each backend for data)."""
+        """Clear the local cache and the connector's data (see each connector's ``cleanup``)."""
         self._cache.clear()
-        self._cleanup()
+        cleanup = getattr(self._connector, 'cleanup', None)
+        (cleanup or self._connector.close)()
 
     def __enter__(self: S) -> S:
         return self
@@ -683,92 +659,20 @@ class Store(ABC):
         self._metrics.reset_after_fork()
         if self._key_stats is not None:
             self._key_stats.reset_after_fork()
-
-    # -- byte-level interface implemented by backends -------------------------
-
-    @abstractmethod
-    def _put(self, key: str, parts: Sequence[Buffer]) -> None:
-        """Atomically write the concatenation of ``parts`` under ``key``."""
-
-    @abstractmethod
-    def _get(self, key: str) -> Buffer | None:
-        """Return the bytes under ``key`` (writable where cheap), or ``None``."""
-
-    @abstractmethod
-    def _exists(self, key: str) -> bool:
-        """Return whether ``key`` exists."""
-
-    @abstractmethod
-    def _evict(self, key: str) -> None:
-        """Delete ``key``; a missing key is not an error."""
-
-    def _get_versioned(self, key: str) -> tuple[Buffer | None, Hashable | None]:
-        """Return the bytes under ``key`` and a token that changes whenever it is rewritten.
-
-        Backends that cannot tell versions apart use ``True`` (then a strict
-        ``is_cached`` only checks that the key still exists).
-        """
-        data = self._get(key)
-        return data, (None if data is None else True)
-
-    def _version(self, key: str) -> Hashable | None:
-        """The version token of ``key``'s current value (no payload read), ``None`` if absent."""
-        return True if self._exists(key) else None
-
-    def _put_batch(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
-        """Write many keys; backends override this to use one round trip."""
-        for key, parts in items:
-            self._put(key, parts)
-
-    def _get_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
-        """Read many keys; backends override this to use one round trip."""
-        return [self._get(key) for key in keys]
-
-    def _get_batch_versioned(
-        self, keys: Sequence[str]
-    ) -> list[tuple[Buffer | None, Hashable | None]]:
-        """Read many keys with their versions (see :meth:`_get_versioned`)."""
-        if type(self)._get_versioned is not Store._get_versioned:
-            return [self._get_versioned(key) for key in keys]
-        return [(d, None if d is None else True) for d in self._get_batch(keys)]
-
-    def _config(self) -> dict[str, Any]:
-        """Backend-specific constructor arguments (see :meth:`config`)."""
-        return {}
-
-    def _where(self) -> str:
-        """Where the store keeps its data, for error messages (backends add their server)."""
-        return f'store {self._name!r}'
-
-    def _close(self) -> None:  # noqa: B027 - optional hook
-        """Release backend resources (connections, handles)."""
-
-    def _cleanup(self) -> None:
-        """Release backend resources; backends document what happens to data."""
-        self._close()
+        after_fork = getattr(self._connector, 'after_fork', None)
+        if after_fork is not None:
+            after_fork()
 
 
-class _Object:
-    """Marks a value that an in-process store holds as an object, not bytes."""
-
-    __slots__ = ('obj',)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
+def _raw_kind(value: Any) -> str:
+    return 'bytes' if isinstance(value, (bytes, bytearray, memoryview)) else 'object'
 
 
 def _size(parts: Sequence[Any]) -> int:
-    if len(parts) == 1 and isinstance(parts[0], _Object):
-        return 0
     try:
         return payload_size(parts)
     except TypeError:
         return 0
-
-
-def _check_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise StoreConfigError(f'{name} must be an int >= 0, got {value!r}.')
 
 
 def _check_payload(payload: Sequence[Buffer]) -> list[Buffer]:

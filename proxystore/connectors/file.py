@@ -283,6 +283,7 @@ class FileConnector:
 
     def _io_error(self, e: OSError, action: str, key: str) -> StoreIOError:
         where = f'{action} key {key!r} in {self.store_dir!r}'
+        where += f' (store {self._owner!r})' if self._owner is not None else ''
         if e.errno in _FULL_ERRNOS:
             reason = {
                 errno.ENOSPC: 'No space left',

@@ -90,6 +90,8 @@ class Store:
 
     """
 
+    #: Whether ``serialize=False`` keeps any object as it is (in-process stores only).
+    stores_objects: ClassVar[bool] = False
     #: Configuration keys that only tune this process and are not part of the
     #: store's identity (see :func:`proxystore.store.registry.identity`).
     local_options: ClassVar[frozenset[str]] = LOCAL_OPTIONS
@@ -228,9 +230,7 @@ class Store:
                 return deserialize(data, secret=self._secret)
             except SerializationError as e:
                 # Name the key and where it lives: the serializer knows neither.
-                where = self._where(key)
-                if e.args and isinstance(e.args[0], str) and where not in e.args[0]:
-                    e.args = (f'{e.args[0]} (key {key!r} in {where})', *e.args[1:])
+                _name_in(e, f'key {key!r} in {self._where(key)}')
                 raise
         if isinstance(data, (bytearray, memoryview)):
             return bytes(data)
@@ -347,7 +347,11 @@ class Store:
         try:
             # Timed inline (not with Metrics.timer): this is every read's path.
             start = time.perf_counter()
-            entry = self._connector.get(key)
+            try:
+                entry = self._connector.get(key)
+            except SerializationError as e:  # foreign or corrupt data: name the store
+                _name_in(e, f'store {self._name!r}')
+                raise
             data, version = (None, None) if entry is None else entry
             if isinstance(data, (bytes, bytearray, memoryview)):
                 nbytes = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
@@ -662,6 +666,12 @@ class Store:
         after_fork = getattr(self._connector, 'after_fork', None)
         if after_fork is not None:
             after_fork()
+
+
+def _name_in(error: Exception, where: str) -> None:
+    """Add ``where`` (store, key, server) to ``error``'s message: the raiser knew only part."""
+    if error.args and isinstance(error.args[0], str) and where not in error.args[0]:
+        error.args = (f'{error.args[0]} ({where})', *error.args[1:])
 
 
 def _raw_kind(value: Any) -> str:

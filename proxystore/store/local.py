@@ -39,6 +39,8 @@ class LocalStore(Store):
 
     """
 
+    stores_objects = True
+
     def __init__(self, name: str, **options: Any) -> None:
         super().__init__(name, LocalConnector(), **options)
 

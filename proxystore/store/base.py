@@ -178,7 +178,10 @@ class Store:
         shared = {k: v for k, v in config.items() if k not in cls.local_options}
         spec = shared.get('connector')
         if isinstance(spec, dict) and isinstance(spec.get('config'), dict):
-            kind = import_class(spec['type'])
+            try:
+                kind = import_class(spec['type'])
+            except (ImportError, AttributeError, ValueError):  # a class defined in __main__
+                kind = None
             local: frozenset[str] = getattr(kind, 'local_options', frozenset())
             inner = {k: v for k, v in spec['config'].items() if k not in local}
             shared['connector'] = {'type': spec['type'], 'config': inner}

@@ -21,9 +21,16 @@ class RedisStore(Store):
         name: Name of the store.
         hostname: Redis server host (with ``cluster=True``: any cluster node).
         port: Redis server port.
-        connection: ``db``, ``username``, ``password``, ``share_credentials``,
-            ``timeout``, ``retries``, ``cluster``, ``replicas_ack`` and
-            ``redis_kwargs``, each documented at :class:`RedisConnector`.
+        db: Redis database number (0 with ``cluster=True``).
+        username: Redis ACL user name (default ``PROXYSTORE_REDIS_USERNAME``).
+        password: Redis password (default ``PROXYSTORE_REDIS_PASSWORD``).
+        share_credentials: Put the credentials in the configuration that
+            travels inside proxies (off: workers use their own environment).
+        timeout: Seconds to wait for the server before ``StoreConnectionError``.
+        retries: Reconnect attempts, with exponential backoff.
+        cluster: ``hostname``/``port`` name a node of a Redis Cluster.
+        replicas_ack: Replicas that must hold each write (``WAIT``) before ``set`` returns.
+        redis_kwargs: Extra ``redis.Redis`` options (TLS, keep-alive).
         options: Options of every store (``cache_size``, ``cache_bytes``, ``secret``,
             ``signed``, ``stats``): see :class:`~proxystore.store.base.Store`.
 

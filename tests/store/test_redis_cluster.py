@@ -12,11 +12,11 @@ import pytest
 redis = pytest.importorskip('redis')
 
 import proxystore as ps  # noqa: E402
+from proxystore.connectors import redis as redis_module  # noqa: E402
 from proxystore.exceptions import SerializationError  # noqa: E402
 from proxystore.exceptions import StoreConfigError  # noqa: E402
 from proxystore.exceptions import StoreConnectionError  # noqa: E402
 from proxystore.exceptions import StoreIOError  # noqa: E402
-from proxystore.connectors import redis as redis_module  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402
 from tests.cluster import Node  # noqa: E402

@@ -71,7 +71,8 @@ def test_env_var_turns_the_fast_path_off(
     redis_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv('PROXYSTORE_REDIS_FAST_PATH', 'off')
-    assert not RedisStore('off', hostname=redis_address[0], port=redis_address[1]).connector._fast_path
+    off = RedisStore('off', hostname=redis_address[0], port=redis_address[1])
+    assert not off.connector._fast_path  # type: ignore[attr-defined]
     monkeypatch.setenv('PROXYSTORE_REDIS_FAST_PATH', '1')
     assert RedisStore('on', hostname=redis_address[0], port=redis_address[1]).connector._fast_path
 

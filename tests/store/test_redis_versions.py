@@ -19,8 +19,8 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
-from proxystore.serialize import serialize  # noqa: E402
 from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.serialize import serialize  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
 
@@ -124,7 +124,8 @@ def test_get_and_get_batch_read_each_key_once(redis_address: tuple[str, int]) ->
         return {c: int(stats.get(f'cmdstat_{c}', {}).get('calls', 0)) for c in ('lrange', 'lindex')}
 
     before = calls()
-    assert [bytes(b) for b in [e[0] for e in store.connector.get_batch(keys) if e is not None]] == [b'a', b'b', b'c']  # type: ignore[arg-type]
+    entries = store.connector.get_batch(keys)
+    assert [bytes(e[0]) for e in entries if e is not None] == [b'a', b'b', b'c']
     assert bytes(store.connector.get(keys[0])[0]) == b'a'  # type: ignore[arg-type]
     after = calls()
     assert after['lrange'] - before['lrange'] == 4

@@ -122,7 +122,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     s.cleanup()
 
 
-@pytest.fixture(params=['file', 'shm', 'redis', 'redis-cluster'])
+@pytest.fixture(params=['file', 'shm', 'redis', 'redis-cluster', 'composed'])
 def shared_store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A store whose objects other processes can read."""
     s = _make_store(request.param, f'{request.param}-{os.urandom(4).hex()}', request)

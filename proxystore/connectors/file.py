@@ -218,13 +218,14 @@ class FileConnector:
         return f'{type(self).__name__}({self.store_dir!r})'
 
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this connector (see the protocol)."""
-        config: dict[str, Any] = {
-            'store_dir': self.store_dir,
-            'file_mode': self._file_mode,
-            'fsync': self._fsync,
-            'mapped_reads': self._mapped_reads,
-        }
+        """Keyword arguments that rebuild this connector; defaults are left out (small proxies)."""
+        config: dict[str, Any] = {'store_dir': self.store_dir}
+        if self._file_mode != 0o400:
+            config['file_mode'] = self._file_mode
+        if self._fsync:
+            config['fsync'] = True
+        if not self._mapped_reads:
+            config['mapped_reads'] = False
         if self._owner is not None:
             config['owner'] = self._owner
         return config

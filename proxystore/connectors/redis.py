@@ -976,14 +976,17 @@ class RedisConnector:
         return f'{type(self).__name__}({self.hostname!r}, {self.port}, {kind})'
 
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this connector (credentials only if shared)."""
-        config: dict[str, Any] = {
-            'hostname': self.hostname,
-            'port': self.port,
-            'db': self._db,
-            'timeout': self._timeout,
-            'retries': self._retries,
-        }
+        """Keyword arguments that rebuild this connector (credentials only if shared).
+
+        Defaults are left out, which keeps pickled proxies small.
+        """
+        config: dict[str, Any] = {'hostname': self.hostname, 'port': self.port}
+        if self._db:
+            config['db'] = self._db
+        if self._timeout != 30.0:
+            config['timeout'] = self._timeout
+        if self._retries != 3:
+            config['retries'] = self._retries
         if self._cluster:
             config['cluster'] = True
         if self._replicas_ack:

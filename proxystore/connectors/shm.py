@@ -86,7 +86,9 @@ class SharedMemoryConnector(FileConnector):
 
     def config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this connector (see the protocol)."""
-        config: dict[str, Any] = {'store_dir': self.store_dir, 'mapped_reads': self._mapped_reads}
+        config: dict[str, Any] = {'store_dir': self.store_dir}
+        if not self._mapped_reads:
+            config['mapped_reads'] = False
         if self._owner is not None:
             config['owner'] = self._owner
         return config

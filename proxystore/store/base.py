@@ -46,10 +46,16 @@ def _raw_kind(value: Any) -> str:
 class Store(ObjectStore):
     """A named key-value store for Python objects that makes proxies of them.
 
+    ``init_store(Store, name='s', connector=FileConnector('/scratch/s'))``
+    composes a store from any connector; the backends' stores
+    (:class:`~proxystore.store.file.FileStore`, ...) do it for you.
+
     Args:
         name: Name of the store; proxies find the store by this name in
             other processes (see :func:`proxystore.store.init_store`).
-        connector: Where the bytes go (see :mod:`proxystore.connectors`).
+        connector: Where the bytes go (see :mod:`proxystore.connectors`): a
+            connector, or the ``{'type': class path, 'config': {...}}`` spec
+            that :meth:`config` records for it.
         options: ``cache_size`` (objects kept in this process's LRU cache,
             0 disables it; default 16), ``cache_bytes`` (bound on their stored
             size, default 256 MiB, ``None`` for none; a larger object is never
@@ -94,17 +100,8 @@ class Store(ObjectStore):
 
     @classmethod
     def from_config(cls: type[S], name: str, config: dict[str, Any]) -> S:
-        """Rebuild a store from :meth:`config` output."""
-        config = dict(config)
-        spec = config.pop('connector', None)
-        if cls is not Store or spec is None:
-            return cls(name, **config)
-        if not isinstance(spec, dict) or not {'type', 'config'} <= set(spec):
-            raise StoreConfigError(
-                f'Store {name!r}: connector must be a Connector, or a dict with its class '
-                f'path and config as Store.config() returns it, got {spec!r}.',
-            )
-        return cls(name, import_class(spec['type'])(**spec['config']), **config)
+        """Rebuild a store from :meth:`config` output (``cls(name, **config)``)."""
+        return cls(name, **config)
 
     @classmethod
     def identity_config(cls, config: dict[str, Any]) -> dict[str, Any]:

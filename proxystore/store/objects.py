@@ -39,6 +39,7 @@ from proxystore.store.options import LOCAL_OPTIONS
 from proxystore.store.options import StoreOptions
 from proxystore.store.stats import KeyStats
 from proxystore.utils import create_key
+from proxystore.utils import import_class
 
 __all__ = ['ObjectStore']
 
@@ -86,8 +87,10 @@ class ObjectStore:
     #: store's identity (see :func:`proxystore.store.registry.identity`).
     local_options: ClassVar[frozenset[str]] = LOCAL_OPTIONS
 
-    def __init__(self, name: str, connector: Connector, **options: Any) -> None:
+    def __init__(self, name: str, connector: Connector | dict[str, Any], **options: Any) -> None:
         parsed = StoreOptions.parse(type(self).__name__, name, options)
+        if isinstance(connector, dict):
+            connector = _build(f'{type(self).__name__} {name!r}', connector)
         if not isinstance(connector, Connector):
             raise StoreConfigError(
                 f'{type(self).__name__} {name!r}: connector must implement the Connector '
@@ -431,6 +434,23 @@ class ObjectStore:
         after_fork = getattr(self._connector, 'after_fork', None)
         if after_fork is not None:
             after_fork()
+
+
+def _build(where: str, spec: dict[str, Any]) -> Any:
+    """The connector of a ``{'type': class path, 'config': {...}}`` spec (what config() holds)."""
+    if not {'type', 'config'} <= set(spec) or not isinstance(spec['config'], dict):
+        raise StoreConfigError(
+            f'{where}: connector must be a Connector, or a dict with its class path and '
+            f'config as Store.config() returns it, got {spec!r}.',
+        )
+    try:
+        cls = import_class(spec['type'])
+    except (ImportError, AttributeError, ValueError) as e:
+        raise StoreConfigError(
+            f'{where}: cannot import connector class {spec["type"]!r} ({e}); install the '
+            'package that provides it in this process.',
+        ) from e
+    return cls(**spec['config'])
 
 
 def _name_in(error: Exception, where: str) -> None:

@@ -69,7 +69,9 @@ class StoreOptions:
 
     def config(self) -> dict[str, Any]:
         """The options that differ from the defaults (``signed=True``, never the secret)."""
-        config: dict[str, Any] = {'cache_size': self.cache_size}
+        config: dict[str, Any] = {}
+        if self.cache_size != 16:
+            config['cache_size'] = self.cache_size
         if self.cache_bytes != DEFAULT_CACHE_BYTES:
             config['cache_bytes'] = self.cache_bytes
         if self.stats:

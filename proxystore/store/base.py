@@ -54,17 +54,18 @@ class Store(ObjectStore):
         name: Name of the store; proxies find the store by this name in
             other processes (see :func:`proxystore.store.init_store`).
         connector: Where the bytes go (see :mod:`proxystore.connectors`): a
-            connector, or the ``{'type': class path, 'config': {...}}`` spec
-            that :meth:`config` records for it.
-        options: ``cache_size`` (objects kept in this process's LRU cache,
-            0 disables it; default 16), ``cache_bytes`` (bound on their stored
-            size, default 256 MiB, ``None`` for none; a larger object is never
-            cached), ``secret`` (sign every payload with HMAC-SHA256 and refuse
-            unsigned ones; default: the ``PROXYSTORE_SECRET`` environment
-            variable; it never travels inside a proxy), ``signed`` (``None``
-            signs when a secret is available, ``True`` requires one: set
-            automatically when a store is rebuilt from a proxy of a signed
-            store), ``stats`` (keep per-key timings, see :meth:`stats`).
+            connector, or its class path, with its constructor arguments among
+            ``options`` (as :meth:`config` records a composed store).
+        options: With a class path, the connector's arguments; and the
+            options of every store: ``cache_size`` (objects kept in this
+            process's LRU cache, 0 disables it; default 16), ``cache_bytes``
+            (bound on their stored size, default 256 MiB, ``None`` for none),
+            ``secret`` (sign every payload with HMAC-SHA256 and refuse unsigned
+            ones; default: the ``PROXYSTORE_SECRET`` environment variable; it
+            never travels inside a proxy), ``signed`` (``None`` signs when a
+            secret is available, ``True`` requires one: set automatically when
+            a store is rebuilt from a proxy of a signed store) and ``stats``
+            (keep per-key timings, see :meth:`stats`).
 
     Raises:
         StoreConfigError: an unknown option, or an invalid one (empty name,
@@ -94,9 +95,9 @@ class Store(ObjectStore):
         return config
 
     def _connector_config(self) -> dict[str, Any]:
-        """The connector's part of :meth:`config` (backends' stores flatten it)."""
+        """The connector's part of :meth:`config`: its class path and its (flat) config."""
         connector = self._connector
-        return {'connector': {'type': class_path(type(connector)), 'config': connector.config()}}
+        return {'connector': class_path(type(connector)), **connector.config()}
 
     @classmethod
     def from_config(cls: type[S], name: str, config: dict[str, Any]) -> S:
@@ -106,17 +107,14 @@ class Store(ObjectStore):
     @classmethod
     def identity_config(cls, config: dict[str, Any]) -> dict[str, Any]:
         """The part of ``config`` that makes a store this store (process-local options removed)."""
-        shared = {k: v for k, v in config.items() if k not in cls.local_options}
-        spec = shared.get('connector')
-        if isinstance(spec, dict) and isinstance(spec.get('config'), dict):
+        local = cls.local_options
+        if isinstance(config.get('connector'), str):  # a composed store: add its connector's
             try:
-                kind = import_class(spec['type'])
+                kind = import_class(config['connector'])
             except (ImportError, AttributeError, ValueError):  # a class defined in __main__
                 kind = None
-            local: frozenset[str] = getattr(kind, 'local_options', frozenset())
-            inner = {k: v for k, v in spec['config'].items() if k not in local}
-            shared['connector'] = {'type': spec['type'], 'config': inner}
-        return shared
+            local = local | getattr(kind, 'local_options', frozenset())
+        return {k: v for k, v in config.items() if k not in local}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A store pickles as a reference: unpickled, it is the store of that

@@ -36,6 +36,7 @@ from proxystore.store.keys import check_key
 from proxystore.store.keys import check_keys
 from proxystore.store.metrics import Metrics
 from proxystore.store.options import LOCAL_OPTIONS
+from proxystore.store.options import OPTION_NAMES
 from proxystore.store.options import StoreOptions
 from proxystore.store.stats import KeyStats
 from proxystore.utils import create_key
@@ -87,10 +88,14 @@ class ObjectStore:
     #: store's identity (see :func:`proxystore.store.registry.identity`).
     local_options: ClassVar[frozenset[str]] = LOCAL_OPTIONS
 
-    def __init__(self, name: str, connector: Connector | dict[str, Any], **options: Any) -> None:
-        parsed = StoreOptions.parse(type(self).__name__, name, options)
-        if isinstance(connector, dict):
-            connector = _build(f'{type(self).__name__} {name!r}', connector)
+    def __init__(self, name: str, connector: Connector | str, **options: Any) -> None:
+        where = f'{type(self).__name__} {name!r}'
+        if isinstance(connector, str):  # a class path: the other options are its arguments
+            arguments = {k: options.pop(k) for k in list(options) if k not in OPTION_NAMES}
+            parsed = StoreOptions.parse(type(self).__name__, name, options)
+            connector = _build(where, connector, arguments)
+        else:
+            parsed = StoreOptions.parse(type(self).__name__, name, options)
         if not isinstance(connector, Connector):
             raise StoreConfigError(
                 f'{type(self).__name__} {name!r}: connector must implement the Connector '
@@ -436,21 +441,19 @@ class ObjectStore:
             after_fork()
 
 
-def _build(where: str, spec: dict[str, Any]) -> Any:
-    """The connector of a ``{'type': class path, 'config': {...}}`` spec (what config() holds)."""
-    if not {'type', 'config'} <= set(spec) or not isinstance(spec['config'], dict):
-        raise StoreConfigError(
-            f'{where}: connector must be a Connector, or a dict with its class path and '
-            f'config as Store.config() returns it, got {spec!r}.',
-        )
+def _build(where: str, path: str, arguments: dict[str, Any]) -> Any:
+    """The connector at class ``path`` built with ``arguments`` (what a composed config holds)."""
     try:
-        cls = import_class(spec['type'])
+        cls = import_class(path)
     except (ImportError, AttributeError, ValueError) as e:
         raise StoreConfigError(
-            f'{where}: cannot import connector class {spec["type"]!r} ({e}); install the '
-            'package that provides it in this process.',
+            f'{where}: cannot import connector class {path!r} ({e}); install the package '
+            'that provides it in this process.',
         ) from e
-    return cls(**spec['config'])
+    try:
+        return cls(**arguments)
+    except TypeError as e:
+        raise StoreConfigError(f'{where}: bad arguments for connector {path}: {e}') from e
 
 
 def _name_in(error: Exception, where: str) -> None:

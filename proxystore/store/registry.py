@@ -222,6 +222,8 @@ def _check_arguments(cls: type[Store], name: str, kwargs: dict[str, Any]) -> Non
             for n in OPTION_NAMES
         )
     problems = []
+    if isinstance(kwargs.get('connector'), str):  # a class path: the rest are its arguments
+        return
     for arg in kwargs:
         if arg not in params or params[arg].kind is inspect.Parameter.VAR_KEYWORD:
             close = difflib.get_close_matches(arg, list(params), n=1)

@@ -40,7 +40,8 @@ def test_init_store_composes_and_a_worker_rebuilds_it(tmp_path: Path, method: st
 def test_config_round_trips_through_the_connector_spec(tmp_path: Path) -> None:
     store = Store('spec', FileConnector(tmp_path / 's', owner='spec'), cache_size=3)
     config = store.config()
-    assert config['connector']['type'] == 'proxystore.connectors.file.FileConnector'
+    assert config['connector'] == 'proxystore.connectors.file.FileConnector'
+    assert config['store_dir'] == str(tmp_path / 's') and config['owner'] == 'spec'
     again = Store.from_config('spec', config)
     key = store.set('shared')
     assert again.get(key) == 'shared' and again.cache_size == 3

@@ -96,7 +96,7 @@ class Store(ObjectStore):
 
     def _connector_config(self) -> dict[str, Any]:
         """The connector's part of :meth:`config`: its class path and its (flat) config."""
-        connector = self._connector
+        connector = self.connector
         return {'connector': class_path(type(connector)), **connector.config()}
 
     @classmethod

@@ -40,6 +40,7 @@ class LocalStore(Store):
     """
 
     stores_objects = True
+    node_local = True
 
     def __init__(self, name: str, **options: Any) -> None:
         super().__init__(name, LocalConnector(), **options)

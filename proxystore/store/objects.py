@@ -87,6 +87,8 @@ class ObjectStore:
     #: Configuration keys that only tune this process and are not part of the
     #: store's identity (see :func:`proxystore.store.registry.identity`).
     local_options: ClassVar[frozenset[str]] = LOCAL_OPTIONS
+    #: Whether every reader of this store is on one node (then ``node_cache`` is refused).
+    node_local: ClassVar[bool] = False
 
     def __init__(self, name: str, connector: Connector | str, **options: Any) -> None:
         where = f'{type(self).__name__} {name!r}'
@@ -103,7 +105,10 @@ class ObjectStore:
             )
         self._name = name
         self._options = parsed
-        self._connector = connector
+        #: The connector given; reads and writes go through ``_connector``,
+        #: which wraps it in the node tier with ``node_cache=True``.
+        self._backend: Connector = connector
+        self._connector = self._node_tier(where, connector) if parsed.node_cache else connector
         self._secret = parsed.secret
         self._cache = LRUCache(parsed.cache_size, parsed.cache_bytes)
         self._metrics = Metrics()
@@ -119,8 +124,19 @@ class ObjectStore:
 
     @property
     def connector(self) -> Connector:
-        """The byte-level connector under this store."""
-        return self._connector
+        """The byte-level connector under this store (without the node tier)."""
+        return self._backend
+
+    def _node_tier(self, where: str, connector: Connector) -> Connector:
+        """``connector`` behind a node-local shared-memory copy (``node_cache=True``)."""
+        if self.node_local:
+            raise StoreConfigError(
+                f'{where}: node_cache is for stores that other nodes read (Redis, file); '
+                'this one is already local to the node.',
+            )
+        from proxystore.connectors.node import NodeConnector
+
+        return NodeConnector(connector, max_bytes=self._options.node_cache_bytes)
 
     @property
     def cache_size(self) -> int:

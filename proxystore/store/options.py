@@ -20,11 +20,13 @@ SECRET_ENV = 'PROXYSTORE_SECRET'
 #: Default byte bound of a store's local object cache.
 DEFAULT_CACHE_BYTES = 256 * 2**20
 #: Options that only tune one process: not part of a store's identity.
-LOCAL_OPTIONS = frozenset({'cache_size', 'cache_bytes', 'stats'})
+LOCAL_OPTIONS = frozenset({'cache_size', 'cache_bytes', 'stats', 'node_cache', 'node_cache_bytes'})
 
 #: Every option a store takes through ``**options``.
-OPTION_NAMES = frozenset({'cache_size', 'cache_bytes', 'secret', 'signed', 'stats'})
-_NAMES = 'cache_size, cache_bytes, secret, signed and stats'
+OPTION_NAMES = frozenset(
+    {'cache_size', 'cache_bytes', 'secret', 'signed', 'stats', 'node_cache', 'node_cache_bytes'}
+)
+_NAMES = 'cache_size, cache_bytes, secret, signed, stats, node_cache and node_cache_bytes'
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class StoreOptions:
     cache_bytes: int | None = DEFAULT_CACHE_BYTES
     secret: bytes | None = None
     stats: bool = False
+    node_cache: bool = False
+    node_cache_bytes: int | None = None
 
     @classmethod
     def parse(cls, owner: str, name: Any, options: dict[str, Any]) -> StoreOptions:
@@ -51,6 +55,8 @@ class StoreOptions:
         secret = options.pop('secret', None)
         signed = options.pop('signed', None)
         stats = options.pop('stats', False)
+        node_cache = options.pop('node_cache', False)
+        node_cache_bytes = options.pop('node_cache_bytes', None)
         if options:
             raise StoreConfigError(
                 f'{owner}: unexpected argument(s) {", ".join(map(repr, options))}. '
@@ -63,9 +69,16 @@ class StoreOptions:
             _check_int('cache_bytes', cache_bytes)
         if not isinstance(stats, bool):
             raise StoreConfigError(f'stats must be True or False, got {stats!r}.')
+        if not isinstance(node_cache, bool):
+            raise StoreConfigError(f'node_cache must be True or False, got {node_cache!r}.')
+        if node_cache_bytes is not None:
+            _check_int('node_cache_bytes', node_cache_bytes)
+            if not node_cache:
+                raise StoreConfigError('node_cache_bytes needs node_cache=True.')
         if signed is not None and not isinstance(signed, bool):
             raise StoreConfigError(f'signed must be None, True or False, got {signed!r}.')
-        return cls(cache_size, cache_bytes, _secret(name, secret, signed), stats)
+        secret = _secret(name, secret, signed)
+        return cls(cache_size, cache_bytes, secret, stats, node_cache, node_cache_bytes)
 
     def config(self) -> dict[str, Any]:
         """The options that differ from the defaults (``signed=True``, never the secret)."""
@@ -78,6 +91,10 @@ class StoreOptions:
             config['stats'] = True
         if self.secret is not None:
             config['signed'] = True
+        if self.node_cache:  # travels to workers, which then share copies per node too
+            config['node_cache'] = True
+            if self.node_cache_bytes is not None:
+                config['node_cache_bytes'] = self.node_cache_bytes
         return config
 
 

@@ -35,6 +35,8 @@ class SharedMemoryStore(FileStore):
 
     """
 
+    node_local = True
+
     def __init__(
         self,
         name: str,

@@ -157,9 +157,26 @@ def _resolve(proxy: Proxy[Any]) -> Any:
             ) from e
         finally:
             _resolving.pop(id(proxy), None)
+        _check_acyclic(proxy, target)
         _osa(proxy, '__proxy_target__', target)
         _retype(proxy, type(target), target)
         return target
+
+
+def _check_acyclic(proxy: Proxy[Any], target: Any) -> None:
+    """Refuse a target that is, through resolved proxies, ``proxy`` itself.
+
+    Such a proxy would forward every operation to itself forever (the C slots
+    do not pass through Python's recursion limit).
+    """
+    while issubclass(type(target), Proxy):
+        if target is proxy:
+            factory = _oga(proxy, '__proxy_factory__')
+            raise ProxyResolveError(
+                f'A proxy cannot stand for itself: its factory {factory!r} returned a proxy '
+                'that resolves back to it. Return the object itself.',
+            )
+        target = _oga(target, '__proxy_target__')
 
 
 def _type_name(factory: Any) -> str:
@@ -662,6 +679,7 @@ if hasattr(os, 'register_at_fork'):  # not on Windows
 
 def _set_target(proxy: Proxy[T], target: T) -> None:
     """Mark ``proxy`` resolved to ``target`` (for stores that already hold the object)."""
+    _check_acyclic(proxy, target)
     _osa(proxy, '__proxy_target__', target)
     _retype(proxy, type(target), target)
 

@@ -992,3 +992,21 @@ def test_fork_while_a_thread_resolves_the_proxy() -> None:
         _release.set()
         user.join()
     assert p == [1, 2]
+
+
+@pytest.mark.timeout(60)
+def test_a_proxy_that_resolves_to_itself_is_refused() -> None:
+    # Before: the C slots forwarded len() between the two forever (a hang), the
+    # pure-Python ones until RecursionError.
+    proxies: dict[str, Proxy[Any]] = {}
+    proxies['a'] = Proxy(LambdaFactory(lambda: proxies['b']))
+    proxies['b'] = Proxy(LambdaFactory(lambda: proxies['a']))
+    with pytest.raises(ProxyResolveError, match='cannot stand for itself'):
+        len(proxies['a'])
+    p = make([1])
+    with pytest.raises(ProxyResolveError, match='cannot stand for itself'):
+        p.__wrapped__ = p
+    assert p == [1]
+    inner = make([2])
+    outer = Proxy(SimpleFactory(inner))  # a chain without a cycle is fine
+    assert len(outer) == 1 and outer == [2]

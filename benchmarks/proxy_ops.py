@@ -4,7 +4,8 @@ One row per operation, all measured in the same run: a plain object, our proxy w
 accelerator, our pure-Python proxy (the same module imported with ``PROXYSTORE_PURE_PYTHON=1``),
 and ``lazy_object_proxy.Proxy`` from its C extension. The ratio ours (C) / lazy-object-proxy is
 printed next to the target (<= 1.00x). Each cell is the minimum over ``--repeat`` runs of a
-``timeit`` loop, minus the same loop running ``pass``, divided by the loop count.
+``timeit`` loop, minus the same loop running ``pass``, divided by the loop count; the runs of
+one row's four kinds are interleaved.
 """
 
 from __future__ import annotations
@@ -64,20 +65,31 @@ def pure_python_proxy_module() -> ModuleType:
     return module
 
 
-def per_op(stmt: str, obj: Any, number: int, repeat: int, empty: float) -> float:
-    """Seconds per execution of ``stmt`` with ``o = obj``, loop overhead removed."""
-    timer = timeit.Timer(stmt, globals={'o': obj})
-    timer.timeit(number // 10)  # warm-up
-    return max(min(timer.repeat(repeat=repeat, number=number)) / number - empty, 0.0)
+def per_op(
+    stmt: str, objs: dict[str, Any], number: int, repeat: int, empty: float
+) -> dict[str, float]:
+    """Seconds per execution of ``stmt`` for each ``o`` in ``objs``, loop overhead removed.
+
+    The runs of the kinds are interleaved (round after round), so that a burst of load from
+    other processes slows one run of each kind rather than every run of one kind.
+    """
+    timers = {kind: timeit.Timer(stmt, globals={'o': obj}) for kind, obj in objs.items()}
+    for timer in timers.values():
+        timer.timeit(number // 10)  # warm-up
+    best = dict.fromkeys(timers, float('inf'))
+    for _ in range(repeat):
+        for kind, timer in timers.items():
+            best[kind] = min(best[kind], timer.timeit(number))
+    return {kind: max(t / number - empty, 0.0) for kind, t in best.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        '--number', type=int, default=500_000, help='loop count per run (default 500000)'
+        '--number', type=int, default=200_000, help='loop count per run (default 200000)'
     )
     parser.add_argument(
-        '--repeat', type=int, default=7, help='runs per cell; the minimum is kept (default 7)'
+        '--repeat', type=int, default=20, help='runs per cell; the minimum is kept (default 20)'
     )
     args = parser.parse_args(argv)
 
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds['l-o-p (C)'] = cext.Proxy(lambda make=make: make())
         for proxy in list(kinds.values())[1:]:
             eval(stmt, {'o': proxy})  # resolve it
-        times = {k: per_op(stmt, o, args.number, args.repeat, empty) for k, o in kinds.items()}
+        times = per_op(stmt, kinds, args.number, args.repeat, empty)
         ours = times.get('ours (C)')
         ratio = ours / times['l-o-p (C)'] if ours is not None else None
         if ratio is not None:

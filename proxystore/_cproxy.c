@@ -80,7 +80,19 @@ resolve_slow(PyObject *self)
     return PyObject_CallOneArg(resolver, self);
 }
 
-/* A new reference to the target, resolving the proxy first if needed. */
+/* A new reference to the target, resolving the proxy first if needed.
+ *
+ * BORROWED: the four query slots (len, bool, hash, []) use the target without
+ * a reference of their own, as lazy-object-proxy and wrapt do in every slot;
+ * that lets the compiler jump straight into the target's own slot, which is
+ * what puts them under lazy-object-proxy's cost. The target stays alive as
+ * long as the proxy holds it: Python code that the target's operation calls
+ * back (a Python __len__, a dict key's __eq__) holds its own reference to the
+ * object it runs on, and a proxy's target is replaced only by Python code that
+ * sets or deletes __wrapped__ or applies an in-place operator. Replacing the
+ * target of the very proxy being queried from inside such a callback, when
+ * nothing else references the old target, is not supported. Every other slot
+ * holds a reference while the target's operation runs. */
 static inline PyObject *
 target_of(PyObject *self)
 {
@@ -196,12 +208,16 @@ proxy_richcompare(PyObject *self, PyObject *other, int op)
 static Py_hash_t
 proxy_hash(PyObject *self)
 {
-    PyObject *target = target_of(self);
-    if (target == NULL) {
+    /* Borrows the target: see BORROWED. */
+    PyObject *target = ((ProxyObject *)self)->target;
+    if (target != NULL && target != unset) {
+        hashfunc hash = Py_TYPE(target)->tp_hash;
+        return hash != NULL ? hash(target) : PyObject_Hash(target);
+    }
+    if ((target = target_of(self)) == NULL) {
         return -1;
     }
-    hashfunc hash = Py_TYPE(target)->tp_hash;
-    Py_hash_t result = hash != NULL ? hash(target) : PyObject_Hash(target);
+    Py_hash_t result = PyObject_Hash(target);
     Py_DECREF(target);
     return result;
 }
@@ -269,11 +285,7 @@ proxy_iternext(PyObject *self)
 static Py_ssize_t
 proxy_length(PyObject *self)
 {
-    /* The one slot that borrows the target (as lazy-object-proxy and wrapt do
-     * in every slot), which lets the compiler jump straight to the target's
-     * length function: len() of a C type runs no Python code that could
-     * replace this proxy's target, and a Python __len__ holds its own
-     * reference to the object while it runs. */
+    /* Borrows the target: see BORROWED. */
     PyObject *target = ((ProxyObject *)self)->target;
     if (target != NULL && target != unset) {
         PySequenceMethods *sequence = Py_TYPE(target)->tp_as_sequence;
@@ -292,14 +304,18 @@ proxy_length(PyObject *self)
 static PyObject *
 proxy_getitem(PyObject *self, PyObject *key)
 {
-    PyObject *target = target_of(self);
-    if (target == NULL) {
+    /* Borrows the target: see BORROWED. */
+    PyObject *target = ((ProxyObject *)self)->target;
+    if (target != NULL && target != unset) {
+        PyMappingMethods *mapping = Py_TYPE(target)->tp_as_mapping;
+        return mapping != NULL && mapping->mp_subscript != NULL
+                   ? mapping->mp_subscript(target, key)
+                   : PyObject_GetItem(target, key);
+    }
+    if ((target = target_of(self)) == NULL) {
         return NULL;
     }
-    PyMappingMethods *mapping = Py_TYPE(target)->tp_as_mapping;
-    PyObject *result = mapping != NULL && mapping->mp_subscript != NULL
-                           ? mapping->mp_subscript(target, key)
-                           : PyObject_GetItem(target, key);
+    PyObject *result = PyObject_GetItem(target, key);
     Py_DECREF(target);
     return result;
 }
@@ -440,36 +456,47 @@ PROXY_UNARY(int, PyNumber_Long)
 PROXY_UNARY(float, PyNumber_Float)
 PROXY_UNARY(index, PyNumber_Index)
 
-static int
-proxy_bool(PyObject *self)
+/* PyObject_IsTrue(), inline. */
+static inline int
+truth(PyObject *target)
 {
-    PyObject *target = target_of(self);
-    if (target == NULL) {
-        return -1;
-    }
-    /* PyObject_IsTrue(), inline. */
-    Py_ssize_t result;
     PyTypeObject *type = Py_TYPE(target);
+    Py_ssize_t result;
     if (target == Py_True) {
-        result = 1;
+        return 1;
     }
-    else if (target == Py_False || target == Py_None) {
-        result = 0;
+    if (target == Py_False || target == Py_None) {
+        return 0;
     }
-    else if (type->tp_as_number != NULL && type->tp_as_number->nb_bool != NULL) {
-        result = type->tp_as_number->nb_bool(target);
+    if (type->tp_as_number != NULL && type->tp_as_number->nb_bool != NULL) {
+        return type->tp_as_number->nb_bool(target);
     }
-    else if (type->tp_as_mapping != NULL && type->tp_as_mapping->mp_length != NULL) {
+    if (type->tp_as_mapping != NULL && type->tp_as_mapping->mp_length != NULL) {
         result = type->tp_as_mapping->mp_length(target);
     }
     else if (type->tp_as_sequence != NULL && type->tp_as_sequence->sq_length != NULL) {
         result = type->tp_as_sequence->sq_length(target);
     }
     else {
-        result = 1;
+        return 1;
     }
-    Py_DECREF(target);
     return result > 0 ? 1 : (int)result;
+}
+
+static int
+proxy_bool(PyObject *self)
+{
+    /* Borrows the target: see BORROWED. */
+    PyObject *target = ((ProxyObject *)self)->target;
+    if (target != NULL && target != unset) {
+        return truth(target);
+    }
+    if ((target = target_of(self)) == NULL) {
+        return -1;
+    }
+    int result = truth(target);
+    Py_DECREF(target);
+    return result;
 }
 
 /* -- the type ------------------------------------------------------------------------- */

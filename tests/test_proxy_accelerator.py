@@ -159,3 +159,45 @@ def test_resolved_proxy_operations_run_no_python_code(
 
 def test_default_module_reports_its_implementation() -> None:
     assert default._IMPLEMENTATION in ('c', 'python')
+
+
+# What C code asks a type (through its slots) rather than its methods.
+_C_API_CHECKS = [
+    'PySequence_Check',
+    'PyMapping_Check',
+    'PyIter_Check',
+    'PyCallable_Check',
+    'PyNumber_Check',
+    'PyIndex_Check',
+]
+
+
+def _c_checks(obj: Any) -> dict[str, int]:
+    import ctypes
+
+    results = {}
+    for name in _C_API_CHECKS:
+        check = getattr(ctypes.pythonapi, name)
+        check.argtypes = [ctypes.py_object]
+        check.restype = ctypes.c_int
+        results[name] = check(obj)
+    return results
+
+
+def test_compiled_classes_fill_the_same_slots_as_the_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before the sq_item/sq_ass_item slots existed, a C proxy of a str was no
+    # sequence to C code: reversed() and iteration through __getitem__ failed.
+    from tests.test_proxy import PROTOCOL_TARGETS
+
+    compiled = use('c', monkeypatch, {})
+    pure = use('python', monkeypatch, {})
+    for label, make_obj in PROTOCOL_TARGETS.items():
+        for mode in ('known', 'resolved'):
+            proxies = [module.Proxy(SimpleFactory(make_obj())) for module in (compiled, pure)]
+            if mode == 'resolved':
+                for module, p in zip((compiled, pure), proxies):
+                    module.resolve(p)
+            c_proxy, pure_proxy = proxies
+            assert _c_checks(c_proxy) == _c_checks(pure_proxy), (label, mode)

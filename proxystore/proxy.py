@@ -31,12 +31,23 @@ exact types (``json``, ``re``, ``str.join``) or needs a buffer
 Attribute access goes through ``__getattribute__`` rather than the
 ``__getattr__`` fallback: the fallback only runs after Python's own lookup has
 raised and caught ``AttributeError``, which costs more than the forwarding.
+
+This module is the reference implementation. When the optional compiled
+accelerator ``proxystore._cproxy`` is built (``pip install`` compiles it if a
+C compiler is available), :class:`Proxy` derives from its ``ProxyBase``,
+whose C slots replace the Python special methods that forward the common
+operations (attributes, operators, ``len``, ``[]``, ``iter``, ``hash``,
+``bool``, calls): each of those then runs without a Python frame. Everything
+else, and all behaviour, stays here. ``PROXYSTORE_PURE_PYTHON=1`` in the
+environment (read at import) forces the pure-Python slots.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy as _copy
+import importlib
+import logging
 import math
 import operator
 import os
@@ -65,6 +76,45 @@ __all__ = [
 ]
 
 T = TypeVar('T')
+
+logger = logging.getLogger(__name__)
+
+# The accelerator's interface version this module expects (CPROXY_API in _cproxy.c).
+_C_API = 1
+
+
+def _accelerator() -> Any:
+    """The compiled slots module, or None: not built, stale, or switched off."""
+    if os.environ.get('PROXYSTORE_PURE_PYTHON', '').strip() not in ('', '0'):
+        return None
+    try:
+        module = importlib.import_module('proxystore._cproxy')
+    except ImportError:  # no compiler when installed: the pure-Python slots serve
+        return None
+    if getattr(module, 'API', None) != _C_API:
+        logger.warning(
+            'Ignoring proxystore._cproxy built for another version of proxystore.proxy '
+            '(reinstall proxystore to rebuild it); using the pure-Python proxy.'
+        )
+        return None
+    return module
+
+
+_c = _accelerator()
+# Which implementation serves the proxy's special methods: 'c' or 'python'.
+_IMPLEMENTATION = 'python' if _c is None else 'c'
+
+
+class _PureBase:
+    """The base of :class:`Proxy` without the accelerator: it adds nothing."""
+
+    __slots__ = ()
+
+
+if TYPE_CHECKING:
+    _Base = _PureBase
+else:
+    _Base = _PureBase if _c is None else _c.ProxyBase
 
 _oga = object.__getattribute__
 _osa = object.__setattr__
@@ -106,9 +156,26 @@ def _resolve(proxy: Proxy[Any]) -> Any:
             ) from e
         finally:
             _resolving.pop(id(proxy), None)
+        _check_acyclic(proxy, target)
         _osa(proxy, '__proxy_target__', target)
         _retype(proxy, type(target), target)
         return target
+
+
+def _check_acyclic(proxy: Proxy[Any], target: Any) -> None:
+    """Refuse a target that is, through resolved proxies, ``proxy`` itself.
+
+    Such a proxy would forward every operation to itself forever (the C slots
+    do not pass through Python's recursion limit).
+    """
+    while issubclass(type(target), Proxy):
+        if target is proxy:
+            factory = _oga(proxy, '__proxy_factory__')
+            raise ProxyResolveError(
+                f'A proxy cannot stand for itself: its factory {factory!r} returned a proxy '
+                'that resolves back to it. Return the object itself.',
+            )
+        target = _oga(target, '__proxy_target__')
 
 
 def _type_name(factory: Any) -> str:
@@ -128,7 +195,7 @@ def _target(proxy: Proxy[Any]) -> Any:
     return _resolve(proxy) if target is _UNSET else target
 
 
-class Proxy(Generic[T]):
+class Proxy(_Base, Generic[T]):
     """Lazy, transparent proxy of the object returned by ``factory``.
 
     Args:
@@ -139,7 +206,12 @@ class Proxy(Generic[T]):
 
     """
 
-    __slots__ = ('__proxy_factory__', '__proxy_lock__', '__proxy_target__', '__weakref__')
+    # The compiled base holds these itself.
+    __slots__ = (
+        ('__proxy_factory__', '__proxy_lock__', '__proxy_target__', '__weakref__')
+        if _c is None
+        else ()
+    )
 
     def __new__(cls, factory: Factory[T]) -> Proxy[T]:
         """Make the proxy an instance of the class for the factory's target type."""
@@ -325,6 +397,12 @@ _BINARY = {
     'or': (operator.or_, operator.ior),
 }
 
+# Special methods the compiled base implements as C slots: defining them here
+# too would shadow the slots with these Python versions.
+_IN_C = frozenset({'__getattribute__', '__str__', '__hash__', '__bool__', '__neg__', '__pos__'})
+_IN_C |= {'__invert__', '__pow__', '__rpow__'} | {f'__{name}__' for name in _COMPARISONS}
+_IN_C |= {f'__{name}__' for name in _BINARY} | {f'__r{name}__' for name in _BINARY}
+
 for _name, _fn in _UNARY.items():
     setattr(Proxy, f'__{_name}__', _unary(_fn))
 for _name, _cmp in _COMPARISONS.items():
@@ -336,6 +414,9 @@ for _name, (_op, _iop) in _BINARY.items():
         setattr(Proxy, f'__i{_name}__', _inplace(_iop))
 setattr(Proxy, '__pow__', _pow3)  # noqa: B010 - three-argument pow()
 setattr(Proxy, '__rpow__', _rpow3)  # noqa: B010
+if _c is not None:
+    for _name in _IN_C:
+        delattr(Proxy, _name)  # the C base's slot serves it now
 del _name, _fn, _cmp, _op, _iop
 
 
@@ -449,6 +530,12 @@ _OPTIONAL: dict[str, Callable[..., Any]] = {
     '__instancecheck__': _instancecheck,
     '__subclasscheck__': _subclasscheck,
 }
+
+if _c is not None:
+    # C descriptors (call, len, iter, next, [], in, int, float, index, abs): a
+    # generated class holding one gets the C function in its slot.
+    _OPTIONAL.update(_c.SLOTS)
+    _c._setup(_UNSET, _resolve, frozenset(_OWN))
 
 # Conversions the builtins do without a special method: ``int('5')``,
 # ``float(b'1.5')``, ``complex('1j')``, ``open('path')``; a proxy needs the
@@ -591,6 +678,7 @@ if hasattr(os, 'register_at_fork'):  # not on Windows
 
 def _set_target(proxy: Proxy[T], target: T) -> None:
     """Mark ``proxy`` resolved to ``target`` (for stores that already hold the object)."""
+    _check_acyclic(proxy, target)
     _osa(proxy, '__proxy_target__', target)
     _retype(proxy, type(target), target)
 

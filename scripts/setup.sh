@@ -24,7 +24,8 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv/.proxystore-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+    || [ proxystore/_cproxy.c -nt "$stamp" ]; then
     echo "setup: installing proxystore[all,dev,docs] into .venv" >&2
     .venv/bin/python -m pip install -q -e '.[all,dev,docs]'
     touch "$stamp"

@@ -1,4 +1,8 @@
-"""The proxy contract: transparent forwarding, laziness and pickling."""
+"""The proxy contract: transparent forwarding, laziness and pickling.
+
+Every test runs against both implementations (``[c]``: the compiled
+accelerator, ``[python]``: the pure-Python reference); see ``tests/proxy_impls.py``.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +46,17 @@ from proxystore.proxy import is_proxy
 from proxystore.proxy import is_resolved
 from proxystore.proxy import resolve
 from proxystore.proxy import resolve_async
+from tests.proxy_impls import IMPLEMENTATIONS
+from tests.proxy_impls import use
 
 dill = pytest.importorskip('dill')
+
+
+@pytest.fixture(autouse=True, params=IMPLEMENTATIONS)
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    module = use(request.param, monkeypatch, globals())
+    monkeypatch.setitem(globals(), 'Tagged', _tagged_class(module.Proxy))
+    return module
 
 
 class CountingFactory(Factory[Any]):
@@ -92,6 +105,16 @@ class Resource:
 
 def make(obj: Any) -> Proxy[Any]:
     return Proxy(SimpleFactory(obj))
+
+
+def test_the_implementation_under_test(implementation: Any, request: pytest.FixtureRequest) -> None:
+    expected = request.node.callspec.params['implementation']
+    assert expected == implementation._IMPLEMENTATION
+    store = ps.store.init_store('local', name='implementation-test')
+    for p in (make([1]), store.proxy([1]), pickle.loads(pickle.dumps(make([1])))):
+        assert type(p).__mro__[1] is implementation.Proxy and p == [1]
+        compiled = [c.__name__ for c in type(p).__mro__ if c.__module__ == 'proxystore._cproxy']
+        assert compiled == (['ProxyBase'] if expected == 'c' else [])
 
 
 def test_quickstart_lambda_factory() -> None:
@@ -810,13 +833,27 @@ def test_type_of_a_proxy() -> None:
     assert type(pickle.loads(pickle.dumps(p))) is type(p)
 
 
-class Tagged(Proxy[Any]):
-    """A user subclass of Proxy."""
+_TAGGED: dict[type, type] = {}
 
-    __slots__ = ()
 
-    def tag(self) -> str:
-        return 'tagged'
+def _tagged_class(base: type) -> Any:
+    """A user subclass of ``base`` (the Proxy of one implementation), named ``Tagged``."""
+    if base not in _TAGGED:
+
+        class Tagged(base):  # type: ignore[valid-type,misc]
+            """A user subclass of Proxy."""
+
+            __slots__ = ()
+
+            def tag(self) -> str:
+                return 'tagged'
+
+        Tagged.__qualname__ = 'Tagged'  # pickle finds it as tests.test_proxy.Tagged
+        _TAGGED[base] = Tagged
+    return _TAGGED[base]
+
+
+Tagged = _tagged_class(Proxy)
 
 
 def test_subclass_of_proxy_keeps_its_methods() -> None:
@@ -955,3 +992,21 @@ def test_fork_while_a_thread_resolves_the_proxy() -> None:
         _release.set()
         user.join()
     assert p == [1, 2]
+
+
+@pytest.mark.timeout(60)
+def test_a_proxy_that_resolves_to_itself_is_refused() -> None:
+    # Before: the C slots forwarded len() between the two forever (a hang), the
+    # pure-Python ones until RecursionError.
+    proxies: dict[str, Proxy[Any]] = {}
+    proxies['a'] = Proxy(LambdaFactory(lambda: proxies['b']))
+    proxies['b'] = Proxy(LambdaFactory(lambda: proxies['a']))
+    with pytest.raises(ProxyResolveError, match='cannot stand for itself'):
+        len(proxies['a'])
+    p = make([1])
+    with pytest.raises(ProxyResolveError, match='cannot stand for itself'):
+        p.__wrapped__ = p
+    assert p == [1]
+    inner = make([2])
+    outer = Proxy(SimpleFactory(inner))  # a chain without a cycle is fine
+    assert len(outer) == 1 and outer == [2]

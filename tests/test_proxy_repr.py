@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytest
 
 from proxystore.factory import LambdaFactory
 from proxystore.proxy import Proxy
 from proxystore.proxy import is_resolved
 from proxystore.store.base import Store
+from tests.proxy_impls import IMPLEMENTATIONS
+from tests.proxy_impls import use
+
+
+@pytest.fixture(autouse=True, params=IMPLEMENTATIONS)
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return use(request.param, monkeypatch, globals())
 
 
 def test_unresolved_repr_names_type_and_key_without_fetching(store: Store) -> None:

@@ -75,7 +75,8 @@ def init_store(store_type: StoreType, name: str, **kwargs: Any) -> Store:
 
     Args:
         store_type: ``'local'``, ``'file'``, ``'redis'`` (any case), a
-            :class:`STORES` member, or a :class:`Store` subclass.
+            :class:`STORES` member, a :class:`Store` subclass, a connector
+            class, or the dotted path of a store or connector class.
         name: Name the store is registered and found under.
         kwargs: The store's constructor arguments.
 
@@ -85,7 +86,9 @@ def init_store(store_type: StoreType, name: str, **kwargs: Any) -> Store:
         MissingDependencyError: the backend's optional dependency is missing.
 
     """
-    cls = store_class(store_type)
+    cls, connector = store_class(store_type)
+    if connector is not None:
+        kwargs = {'connector': connector, **kwargs}
     check_arguments(cls, name, kwargs)
     store = cls(name, **kwargs)
     with _lock:

@@ -115,19 +115,52 @@ def _is_store_class(cls: Any) -> bool:
     )
 
 
-def store_class(store_type: Any) -> type[Store]:
-    """The store class named by ``store_type`` (a name, a :class:`STORES` member or a class)."""
-    if isinstance(store_type, STORES):
-        return store_type.load()
-    if isinstance(store_type, str):
-        return STORES.from_name(store_type).load()
-    if _is_store_class(store_type):
-        checked: type[Store] = store_type
-        return checked
-    raise UnknownStoreTypeError(
-        f'Store type must be a name, a STORES member or a Store subclass, got {store_type!r}. '
-        f'Valid names: {", ".join(repr(m.name.lower()) for m in STORES)}.',
+_COMPOSED = 'proxystore.store.base.Store'
+_CONNECTOR_METHODS = ('put', 'get', 'exists', 'evict', 'put_batch', 'get_batch', 'close', 'config')
+
+
+def _is_connector_class(cls: Any) -> bool:
+    return isinstance(cls, type) and all(
+        callable(getattr(cls, m, None)) for m in _CONNECTOR_METHODS
     )
+
+
+def store_class(store_type: Any) -> tuple[type[Store], str | None]:
+    """The store class that ``store_type`` names, and the connector class path to give it.
+
+    ``store_type`` is a :class:`STORES` member or its name, a store class, a
+    connector class, or the dotted path of either. A connector (class or
+    path) makes a composed ``Store(name, connector=<path>, **arguments)``:
+    a new backend is one connector file, plus a :class:`STORES` line for a
+    short name.
+    """
+    if isinstance(store_type, STORES):
+        return _by_path(store_type.value)
+    if isinstance(store_type, str):
+        if '.' in store_type:
+            return _by_path(store_type)
+        return _by_path(STORES.from_name(store_type).value)
+    if _is_store_class(store_type):
+        return store_type, None
+    if _is_connector_class(store_type):
+        return load_store_class(_COMPOSED), class_path(store_type)
+    raise UnknownStoreTypeError(
+        f'Store type must be a name, a STORES member, a Store subclass or a connector class, '
+        f'got {store_type!r}. Valid names: {", ".join(repr(m.name.lower()) for m in STORES)}.',
+    )
+
+
+def _by_path(path: str) -> tuple[type[Store], str | None]:
+    try:
+        return load_store_class(path), None
+    except UnknownStoreTypeError:
+        try:
+            cls = import_class(path)
+        except Exception:
+            cls = None
+        if not _is_connector_class(cls):
+            raise
+    return load_store_class(_COMPOSED), path
 
 
 def check_arguments(cls: type[Store], name: str, kwargs: dict[str, Any]) -> None:

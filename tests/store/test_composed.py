@@ -66,3 +66,26 @@ def test_options_are_checked_before_anything_is_built() -> None:
         Store('bad', LocalConnector(), cache_size=-1)
     with pytest.raises(StoreConfigError, match=r"unexpected argument.*'colour'"):
         Store('bad', LocalConnector(), colour='blue')
+
+
+def test_init_store_takes_a_connector_class_or_path(tmp_path: Path) -> None:
+    """A new backend is one connector file (plus a STORES line for a short name)."""
+    by_class = ps.store.init_store(LocalConnector, name='by-class')
+    assert type(by_class) is Store and isinstance(by_class.connector, LocalConnector)
+    by_path = ps.store.init_store(
+        'proxystore.connectors.file.FileConnector', name='by-path', store_dir=tmp_path / 'p'
+    )
+    assert isinstance(by_path.connector, FileConnector)
+    key = by_path.set([1, 2])
+    rebuilt = Store.from_config('by-path', by_path.config())
+    assert rebuilt.get(key) == [1, 2]
+    store_by_path = ps.store.init_store(
+        'proxystore.store.file.FileStore', name='store-path', store_dir=tmp_path / 'q'
+    )
+    assert type(store_by_path).__name__ == 'FileStore'
+
+
+@pytest.mark.parametrize('bad', ['no.such.Thing', 'proxystore.utils.create_key', 'nosuch'])
+def test_unknown_type_paths_are_unknown_store_type(bad: str) -> None:
+    with pytest.raises(ps.exceptions.UnknownStoreTypeError):
+        ps.store.init_store(bad, name='bad')

@@ -62,10 +62,12 @@ class NotBytesError(SerializationError, TypeError):
 
 
 class ProxyResolveError(ProxyStoreError):
-    """A proxy's factory raised ``AttributeError`` while resolving.
+    """A proxy could not resolve: its factory raised ``AttributeError``, or it resolves to itself.
 
-    Wrapped so it cannot be mistaken for a missing attribute of the target
-    (which would make ``hasattr(proxy, ...)`` silently return False).
+    An ``AttributeError`` is wrapped so it cannot be mistaken for a missing
+    attribute of the target (which would make ``hasattr(proxy, ...)`` silently
+    return False). A proxy whose target is itself (directly or through another
+    proxy) is refused instead of recursing forever.
     """
 
 

@@ -22,6 +22,7 @@ import pytest
 import proxystore
 import proxystore.proxy as default
 import proxystore.store.base as store_base
+import proxystore.store.registry as store_registry
 
 IMPLEMENTATIONS = ['c', 'python']
 
@@ -67,8 +68,10 @@ def use(name: str, monkeypatch: pytest.MonkeyPatch, namespace: dict[str, Any]) -
         if module is not default:
             monkeypatch.setitem(sys.modules, 'proxystore.proxy', module)
             monkeypatch.setattr(proxystore, 'proxy', module)
-            monkeypatch.setattr(store_base, 'Proxy', module.Proxy)
-            monkeypatch.setattr(store_base, '_set_target', module._set_target)
+            for user in (store_base, store_registry):  # the names they imported from proxy
+                for attr in ('Proxy', 'get_factory', 'is_proxy'):
+                    if hasattr(user, attr):
+                        monkeypatch.setattr(user, attr, getattr(module, attr))
             monkeypatch.setenv('PROXYSTORE_PURE_PYTHON', '1')
     for key, value in list(namespace.items()):
         if isinstance(value, ModuleType) and value.__name__ == 'proxystore.proxy':

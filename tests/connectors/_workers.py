@@ -1,0 +1,63 @@
+"""Functions the node-tier tests run in other processes (``fork`` and ``spawn``).
+
+A worker gets either the parent's connector (``fork``: inherited, then
+``after_fork()``) or its ``config()`` (``spawn``: rebuilt, as a remote worker
+would), and reports through a queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import traceback
+from typing import Any
+
+from proxystore.connectors.node import NodeConnector
+
+
+def connector(node: NodeConnector | dict[str, Any]) -> NodeConnector:
+    if isinstance(node, dict):
+        return NodeConnector(**node)
+    node.after_fork()
+    return node
+
+
+def read(node: Any, key: str, barrier: Any, queue: Any) -> None:
+    """Wait at ``barrier`` (so first reads are concurrent), read ``key``, report its digest."""
+    try:
+        c = connector(node)
+        if barrier is not None:
+            barrier.wait(60)
+        entry = c.get(key)
+        digest = None if entry is None else hashlib.sha256(entry[0]).hexdigest()
+        queue.put((os.getpid(), digest))
+    except BaseException:
+        queue.put((os.getpid(), traceback.format_exc()))
+
+
+def read_many_under_fd_limit(config: dict[str, Any], keys: list[str], limit: int) -> dict[str, Any]:
+    """Read every key, keeping all of them, with ``RLIMIT_NOFILE`` lowered to ``limit``."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    c = NodeConnector(**config)
+    before = len(os.listdir('/proc/self/fd'))
+    kept = []
+    for key in keys:
+        entry = c.get(key)
+        assert entry is not None
+        kept.append(entry[0])
+    after = len(os.listdir('/proc/self/fd'))
+    digests = [hashlib.sha256(data).hexdigest() for data in kept]
+    return {'before': before, 'after': after, 'digests': digests}
+
+
+def read_under_file_size_limit(config: dict[str, Any], key: str, limit: int) -> str | None:
+    """Read ``key`` under ``RLIMIT_FSIZE`` = ``limit`` (SIGXFSZ ignored): publishing fails."""
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    entry = NodeConnector(**config).get(key)
+    return None if entry is None else hashlib.sha256(entry[0]).hexdigest()

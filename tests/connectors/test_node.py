@@ -1,0 +1,489 @@
+"""The node-local tier (``proxystore/connectors/node.py``) over a real redis-server.
+
+Readers are real processes started with ``fork`` (inheriting the connector,
+then ``after_fork()``) and ``spawn`` (rebuilding it from ``config()``). The
+inner connector counts its fetches in Redis, so fetches by every process on
+the node are counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from proxystore.connectors.node import NodeConnector
+from proxystore.connectors.protocol import Connector
+from proxystore.exceptions import StoreConfigError
+from tests.connectors import _workers
+from tests.connectors._raw import InstrumentedConnector
+from tests.connectors._raw import RawRedisConnector
+
+MiB = 1 << 20
+START_METHODS = ['fork', 'spawn']
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[str]:
+    """A private directory in /dev/shm (the tier's real home), removed afterwards."""
+    if not os.path.isdir('/dev/shm'):
+        pytest.skip('no /dev/shm')
+    path = f'/dev/shm/proxystore-test-{uuid.uuid4().hex}'
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Setup:
+    """One test's inner store: a raw Redis connector with a private prefix and fetch counter."""
+
+    def __init__(self, host: str, port: int, directory: str) -> None:
+        self.host, self.port, self.directory = host, port, directory
+        tag = uuid.uuid4().hex
+        self.raw = RawRedisConnector(host, port, prefix=f'{tag}:')
+        self.count_key = f'{tag}:fetches'
+        self.gate_key = f'{tag}:gate'
+        self.client = redis.Redis(host=host, port=port)
+
+    def inner(self, *, gate: bool = False, versioned: bool = True) -> Connector:
+        raw_config = {**self.raw.config(), 'versioned': versioned}
+        return InstrumentedConnector(
+            'tests.connectors._raw.RawRedisConnector',
+            raw_config,
+            self.host,
+            self.port,
+            self.count_key,
+            self.gate_key if gate else None,
+        )
+
+    def node(self, *, gate: bool = False, versioned: bool = True, **options: Any) -> NodeConnector:
+        options.setdefault('directory', self.directory)
+        return NodeConnector(self.inner(gate=gate, versioned=versioned), **options)
+
+    def fetches(self) -> int:
+        return int(self.client.get(self.count_key) or 0)
+
+
+@pytest.fixture
+def setup(redis_address: tuple[str, int], shm_dir: str) -> Iterator[Setup]:
+    s = Setup(*redis_address, shm_dir)
+    yield s
+    s.client.close()
+
+
+def copies(node: NodeConnector) -> dict[str, int]:
+    """The node copies on disk: file name -> size."""
+    names = os.listdir(node.directory)
+    return {
+        n: os.path.getsize(os.path.join(node.directory, n))
+        for n in names
+        if len(n) == 40 and not n.startswith('.')
+    }
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def run_readers(
+    method: str, node: NodeConnector, key: str, n: int, *, barrier: bool = True
+) -> list[tuple[int, str | None]]:
+    """Start ``n`` reader processes at once and return their (pid, digest) reports."""
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    gate = ctx.Barrier(n) if barrier else None
+    arg: Any = node if method == 'fork' else node.config()
+    procs = [ctx.Process(target=_workers.read, args=(arg, key, gate, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    reports = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    return reports
+
+
+# -- coordination -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_eight_concurrent_first_readers_fetch_once(setup: Setup, method: str) -> None:
+    node = setup.node()
+    payload = os.urandom(4 * MiB)
+    node.put('big', [payload])
+    reports = run_readers(method, node, 'big', 8)
+    assert [d for _, d in reports] == [digest(payload)] * 8
+    assert setup.fetches() == 1
+    assert list(copies(node).values()) == [4 * MiB + 128]
+    # Later readers in this process map the copy: still one fetch for the node.
+    entry = node.get('big')
+    assert entry is not None and digest(entry[0]) == digest(payload)
+    assert setup.fetches() == 1
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_killed_first_reader_does_not_block_others(setup: Setup, method: str) -> None:
+    # lock_timeout is far longer than the test's wait: the others must get the
+    # lock because the kernel released it, not because they gave up waiting.
+    node = setup.node(gate=True, lock_timeout=3600)
+    payload = os.urandom(2 * MiB)
+    node.put('big', [payload])
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    arg: Any = node if method == 'fork' else node.config()
+    first = ctx.Process(target=_workers.read, args=(arg, 'big', None, queue))
+    first.start()
+    entered = setup.client.blpop([setup.gate_key + ':entered'], timeout=60)
+    assert entered is not None, 'the first reader never started its fetch'
+    assert int(entered[1]) == first.pid  # it holds the key's lock, blocked inside the fetch
+    os.kill(first.pid, signal.SIGKILL)
+    first.join(30)
+    assert first.exitcode == -signal.SIGKILL
+    assert setup.fetches() == 0
+    reports = run_readers(method, node, 'big', 3)
+    assert [d for _, d in reports] == [digest(payload)] * 3
+    assert setup.fetches() == 1
+    assert len(copies(node)) == 1
+
+
+# -- correctness ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_overwrite_elsewhere_is_never_served_stale(setup: Setup, method: str) -> None:
+    node = setup.node()
+    old, new = os.urandom(MiB), os.urandom(MiB)  # same size: only the version tells them apart
+    node.put('k', [old])
+    entry = node.get('k')
+    assert entry is not None and bytes(entry[0]) == old
+    assert len(copies(node)) == 1
+    setup.raw.put('k', [new])  # another client, on another node: this node's copy is stale
+    entry = node.get('k')
+    assert entry is not None and bytes(entry[0]) == new
+    assert [d for _, d in run_readers(method, node, 'k', 2)] == [digest(new)] * 2
+    assert setup.fetches() == 2  # old once, new once
+
+
+def test_delete_elsewhere_is_a_miss(setup: Setup) -> None:
+    node = setup.node()
+    node.put('k', [os.urandom(MiB)])
+    assert node.get('k') is not None
+    setup.raw.evict('k')
+    assert node.get('k') is None
+    assert not node.exists('k')
+
+
+def test_evict_and_put_remove_the_node_copy(setup: Setup) -> None:
+    node = setup.node()
+    node.put('a', [os.urandom(MiB)])
+    node.put_batch([('b', [os.urandom(MiB)]), ('c', [os.urandom(MiB)])])
+    for key in 'abc':
+        assert node.get(key) is not None
+    assert len(copies(node)) == 3
+    node.evict('a')
+    assert len(copies(node)) == 2
+    assert node.get('a') is None and not setup.raw.exists('a')
+    node.put('b', [b'x' * MiB])
+    node.put_batch([('c', [b'y' * MiB])])
+    assert copies(node) == {}
+    entry = node.get('b')
+    assert entry is not None and bytes(entry[0]) == b'x' * MiB
+
+
+def test_byte_bound_removes_least_recently_read(setup: Setup) -> None:
+    size = MiB + 128  # payload plus its header
+    node = setup.node(max_bytes=3 * size + 100)
+    payloads = {k: os.urandom(MiB) for k in 'abcde'}
+    for k, v in payloads.items():
+        node.put(k, [v])
+    names = {k: hashlib.sha256(k.encode()).hexdigest()[:40] for k in payloads}
+    for k in 'abc':
+        assert node.get(k) is not None
+    assert set(copies(node)) == {names[k] for k in 'abc'}
+    assert node.get('a') is not None  # 'a' is now more recent than 'b'
+    assert node.get('d') is not None
+    assert set(copies(node)) == {names[k] for k in 'acd'}
+    assert node.get('e') is not None
+    assert set(copies(node)) == {names[k] for k in 'ade'}
+    assert sum(copies(node).values()) <= 3 * size + 100
+    # Everything still reads correctly, whether or not it has a copy.
+    for k, v in payloads.items():
+        entry = node.get(k)
+        assert entry is not None and bytes(entry[0]) == v
+        assert sum(copies(node).values()) <= 3 * size + 100
+
+
+def test_object_larger_than_the_bound_is_served_unpublished(setup: Setup) -> None:
+    node = setup.node(max_bytes=MiB)
+    payload = os.urandom(2 * MiB)
+    node.put('k', [payload])
+    for _ in range(2):
+        entry = node.get('k')
+        assert entry is not None and bytes(entry[0]) == payload
+    assert copies(node) == {}
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_margin_larger_than_free_space_publishes_nothing(setup: Setup, method: str) -> None:
+    free = os.statvfs('/dev/shm').f_bavail * os.statvfs('/dev/shm').f_frsize
+    node = setup.node(min_free_bytes=free + (1 << 30))
+    payload = os.urandom(2 * MiB)
+    node.put('k', [payload])
+    entry = node.get('k')
+    assert entry is not None and bytes(entry[0]) == payload
+    assert [d for _, d in run_readers(method, node, 'k', 4)] == [digest(payload)] * 4
+    assert copies(node) == {}
+    assert setup.fetches() == 5  # no copy: every reader fetched
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB tmpfs (skipped where mounting is not permitted)."""
+    mount_point = tmp_path / 'tmpfs'
+    mount_point.mkdir()
+    mount = shutil.which('mount')
+    if mount is None:
+        pytest.skip('no mount command')
+    done = subprocess.run(
+        [mount, '-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', str(mount_point)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f'mounting a tmpfs is not permitted here: {done.stderr.strip()}')
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(['umount', '-l', str(mount_point)], capture_output=True, check=False)
+
+
+def test_full_tmpfs_reads_work_and_nothing_is_published(setup: Setup, small_tmpfs: Path) -> None:
+    node = setup.node(directory=str(small_tmpfs), min_free_bytes=0, max_bytes=4 * MiB)
+    fs = os.statvfs(small_tmpfs)
+    filler = small_tmpfs / 'filler'
+    filler.write_bytes(b'\0' * (fs.f_bavail * fs.f_frsize - 512 * 1024))  # 512 KiB stay free
+    payload = os.urandom(MiB)
+    node.put('k', [payload])
+    for _ in range(2):
+        entry = node.get('k')
+        assert entry is not None and bytes(entry[0]) == payload
+    assert copies(node) == {}
+    assert not [n for n in os.listdir(node.directory) if n.startswith('.tmp')]
+    filler.unlink()  # room again: the next first read publishes
+    node2 = setup.node(directory=str(small_tmpfs), min_free_bytes=0, max_bytes=4 * MiB)
+    entry = node2.get('k')
+    assert entry is not None and bytes(entry[0]) == payload
+    assert len(copies(node2)) == 1
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_failed_write_leaves_nothing_and_serves(setup: Setup, method: str) -> None:
+    # The space check passes, then the write fails part-way (EFBIG under
+    # RLIMIT_FSIZE, as ENOSPC would when another writer takes the space).
+    node = setup.node()
+    payload = os.urandom(3 * MiB)
+    node.put('k', [payload])
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(1) as pool:
+        report = pool.apply(_workers.read_under_file_size_limit, (node.config(), 'k', MiB))
+    assert report == digest(payload)
+    assert copies(node) == {}
+    assert not [n for n in os.listdir(node.directory) if n.startswith('.tmp')]
+
+
+def test_many_keys_under_a_low_descriptor_limit(setup: Setup) -> None:
+    node = setup.node()
+    keys = [f'k{i}' for i in range(300)]
+    payloads = [os.urandom(16) * (MiB // 16) for _ in range(3)]
+    for i, key in enumerate(keys):
+        node.put(key, [payloads[i % 3]])
+    ctx = multiprocessing.get_context('spawn')
+    with ctx.Pool(1) as pool:
+        first = pool.apply(_workers.read_many_under_fd_limit, (node.config(), keys, 256))
+        again = pool.apply(_workers.read_many_under_fd_limit, (node.config(), keys, 256))
+    expected = [digest(payloads[i % 3]) for i in range(len(keys))]
+    for report in (first, again):  # fetched and published, then mapped from the copies
+        assert report['digests'] == expected
+        assert report['after'] <= report['before'] + 2
+    assert len(copies(node)) == 300
+    assert setup.fetches() == 300
+
+
+# -- damaged copies, small and unversioned objects, batches ------------------------------------
+
+
+def _copy_path(node: NodeConnector, key: str) -> str:
+    return os.path.join(node.directory, hashlib.sha256(key.encode()).hexdigest()[:40])
+
+
+@pytest.mark.parametrize(
+    'damage',
+    [
+        lambda b: b[: len(b) // 2],  # truncated
+        lambda b: b[:40],  # shorter than its header
+        lambda b: b[:8] + b'\xff' + b[9:],  # header bytes changed (CRC)
+        lambda b: b'',  # empty
+        lambda b: b + b'extra',  # longer than the header says
+    ],
+    ids=['truncated', 'header-only', 'corrupt-header', 'empty', 'too-long'],
+)
+def test_damaged_copy_is_discarded_and_refetched(
+    setup: Setup, damage: Callable[[bytes], bytes]
+) -> None:
+    node = setup.node()
+    payload = os.urandom(MiB)
+    node.put('k', [payload])
+    assert node.get('k') is not None
+    path = _copy_path(node, 'k')
+    with open(path, 'rb') as f:
+        content = f.read()
+    os.unlink(path)
+    with open(path, 'wb') as f:
+        f.write(damage(content))
+    os.chmod(path, 0o400)
+    entry = node.get('k')
+    assert entry is not None and bytes(entry[0]) == payload
+    assert setup.fetches() == 2
+    with open(path, 'rb') as f:
+        assert f.read() == content[:128] or len(content) == os.path.getsize(path)
+    entry = node.get('k')  # the republished copy is served
+    assert entry is not None and bytes(entry[0]) == payload
+    assert setup.fetches() == 2
+
+
+def test_small_objects_are_not_published(setup: Setup) -> None:
+    node = setup.node(min_bytes=1000)
+    node.put('small', [b'x' * 999])
+    node.put('large', [b'y' * 1000])
+    for _ in range(3):
+        small, large = node.get('small'), node.get('large')
+        assert small is not None and bytes(small[0]) == b'x' * 999
+        assert large is not None and bytes(large[0]) == b'y' * 1000
+    assert list(copies(node)) == [hashlib.sha256(b'large').hexdigest()[:40]]
+    assert setup.fetches() == 4  # small each time, large once
+    setup.raw.put('small', [b'z' * 5000])  # grew: published on the next read
+    small = node.get('small')
+    assert small is not None and bytes(small[0]) == b'z' * 5000
+    assert len(copies(node)) == 2
+
+
+def test_unversioned_inner_is_never_published(setup: Setup) -> None:
+    node = setup.node(versioned=False)
+    node.put('k', [b'a' * MiB])
+    assert node.get('k') is not None
+    setup.raw.put('k', [b'b' * MiB])
+    entry = node.get('k')
+    assert entry is not None and bytes(entry[0]) == b'b' * MiB
+    assert copies(node) == {}
+
+
+def test_get_batch(setup: Setup) -> None:
+    node = setup.node()
+    payloads = {k: os.urandom(MiB) for k in 'abc'}
+    for k, v in payloads.items():
+        node.put(k, [v])
+    assert node.get('a') is not None  # 'a' has a copy, 'b' and 'c' do not
+    got = node.get_batch(['a', 'b', 'missing', 'c'])
+    assert [None if e is None else bytes(e[0]) for e in got] == [
+        payloads['a'],
+        payloads['b'],
+        None,
+        payloads['c'],
+    ]
+    assert len(copies(node)) == 3
+    setup.raw.put('b', [b'new'])
+    got = node.get_batch(['a', 'b'])
+    assert got[1] is not None and bytes(got[1][0]) == b'new'
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_config_rebuilds_the_same_tier(setup: Setup) -> None:
+    node = setup.node(max_bytes=10 * MiB, min_bytes=1, lock_timeout=5)
+    config = node.config()
+    assert config['inner'] == 'tests.connectors._raw.InstrumentedConnector'
+    rebuilt = NodeConnector(**config)
+    assert rebuilt.directory == node.directory
+    assert rebuilt.config() == config
+    node.put('k', [b'v' * 100])
+    entry = rebuilt.get('k')
+    assert entry is not None and bytes(entry[0]) == b'v' * 100
+    assert set(NodeConnector.local_options) == set(config) - {'inner', 'inner_config'}
+
+
+def test_default_directory_is_per_user_and_per_inner_store(setup: Setup) -> None:
+    first = NodeConnector(setup.inner())
+    other = NodeConnector(
+        RawRedisConnector(setup.host, setup.port, prefix='another-store:'),
+    )
+    try:
+        root = f'/dev/shm/proxystore-node-{os.geteuid()}'
+        assert os.path.dirname(first.directory) == root
+        assert first.directory != other.directory
+        assert os.stat(first.directory).st_mode & 0o777 == 0o700
+        assert NodeConnector(setup.inner()).directory == first.directory
+    finally:
+        first.cleanup()
+        other.cleanup()
+        for path in (first.directory, other.directory):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def test_cleanup_removes_this_nodes_copies(setup: Setup) -> None:
+    node = setup.node()
+    node.put('k', [os.urandom(MiB)])
+    assert node.get('k') is not None
+    node.cleanup()
+    assert copies(node) == {}
+    assert node.get('k') is not None  # the inner store still has it (redis keeps objects)
+
+
+@pytest.mark.parametrize(
+    ('options', 'match'),
+    [
+        ({'max_bytes': 0}, 'max_bytes'),
+        ({'max_bytes': '1GB'}, 'max_bytes'),
+        ({'min_bytes': -1}, 'min_bytes'),
+        ({'min_free_bytes': 1.5}, 'min_free_bytes'),
+        ({'lock_timeout': -1}, 'lock_timeout'),
+        ({'lock_timeout': float('nan')}, 'lock_timeout'),
+        ({'directory': ''}, 'directory'),
+    ],
+)
+def test_bad_options(setup: Setup, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(StoreConfigError, match=match):
+        NodeConnector(setup.inner(), **{'directory': setup.directory, **options})
+
+
+def test_bad_inner(setup: Setup, tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigError, match='inner'):
+        NodeConnector(42, directory=setup.directory)  # type: ignore[arg-type]
+    with pytest.raises(StoreConfigError, match='cannot import'):
+        NodeConnector('no.such.Connector', inner_config={}, directory=setup.directory)
+    with pytest.raises(StoreConfigError, match='inner_config'):
+        NodeConnector(setup.inner(), inner_config={}, directory=setup.directory)
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(StoreConfigError, match='not a directory'):
+        NodeConnector(setup.inner(), directory=str(blocker))
+
+
+def test_planted_directory_of_another_user_is_refused(setup: Setup, tmp_path: Path) -> None:
+    node = setup.node(directory=str(tmp_path))
+    shutil.rmtree(node.directory)
+    os.symlink(tmp_path / 'elsewhere', node.directory)
+    with pytest.raises(StoreConfigError, match='not a directory owned by this user'):
+        setup.node(directory=str(tmp_path))

@@ -61,3 +61,42 @@ def read_under_file_size_limit(config: dict[str, Any], key: str, limit: int) -> 
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     entry = NodeConnector(**config).get(key)
     return None if entry is None else hashlib.sha256(entry[0]).hexdigest()
+
+
+def read_keys(node: Any, keys: list[str], seed: int) -> dict[str, Any]:
+    """Read the keys in a random order, 3 times; report digests and the copies' total size."""
+    import random
+
+    c = connector(node)
+    rng = random.Random(seed)
+    digests: dict[str, str] = {}
+    totals = []
+    for _ in range(3):
+        for key in rng.sample(keys, len(keys)):
+            entry = c.get(key)
+            assert entry is not None
+            digests[key] = hashlib.sha256(entry[0]).hexdigest()
+            names = os.listdir(c.directory)
+            totals.append(
+                sum(
+                    _size(os.path.join(c.directory, n))
+                    for n in names
+                    if len(n) == 40 and not n.startswith('.')
+                )
+            )
+    return {'digests': digests, 'totals': totals}
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def report(queue: Any, fn: Any, *args: Any) -> None:
+    """Run ``fn(*args)`` and put its result (or the traceback) on ``queue``."""
+    try:
+        queue.put(fn(*args))
+    except BaseException:
+        queue.put(traceback.format_exc())

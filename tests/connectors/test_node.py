@@ -487,3 +487,91 @@ def test_planted_directory_of_another_user_is_refused(setup: Setup, tmp_path: Pa
     os.symlink(tmp_path / 'elsewhere', node.directory)
     with pytest.raises(StoreConfigError, match='not a directory owned by this user'):
         setup.node(directory=str(tmp_path))
+
+
+# -- more coordination: threads, leftovers, copies removed under readers ---------------------
+
+
+def test_concurrent_first_readers_in_threads_fetch_once(setup: Setup) -> None:
+    import threading
+
+    node = setup.node()
+    payload = os.urandom(4 * MiB)
+    node.put('big', [payload])
+    barrier = threading.Barrier(8)
+    digests: list[str] = []
+
+    def read() -> None:
+        barrier.wait(60)
+        entry = node.get('big')
+        assert entry is not None
+        digests.append(digest(entry[0]))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert digests == [digest(payload)] * 8
+    assert setup.fetches() == 1
+
+
+def test_leftovers_of_a_killed_writer_are_removed(setup: Setup) -> None:
+    node = setup.node()
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    leftover = os.path.join(node.directory, f'.tmp-{"0" * 40}-{dead.pid}-abcd')
+    with open(leftover, 'wb') as f:
+        f.write(b'\0' * MiB)
+    live = os.path.join(node.directory, f'.tmp-{"1" * 40}-{os.getpid()}-abcd')
+    with open(live, 'wb') as f:
+        f.write(b'\0' * 10)
+    node.put('k', [os.urandom(MiB)])
+    assert node.get('k') is not None  # publishing scans the directory
+    assert not os.path.exists(leftover)
+    assert os.path.exists(live)  # a writer that is alive is left alone
+
+
+def test_copies_removed_under_a_reader_stay_readable(setup: Setup) -> None:
+    # A reader maps the copy; put, evict and the byte bound remove it meanwhile.
+    node = setup.node(max_bytes=2 * MiB + 1000)
+    old = os.urandom(MiB)
+    node.put('k', [old])
+    node.get('k')  # published
+    held = node.get('k')  # served from the copy: a mapping of the file
+    assert held is not None
+    node.put('k', [b'n' * MiB])  # drops the copy
+    for other in 'xyz':  # and fill the bound with other copies
+        node.put(other, [os.urandom(MiB)])
+        node.get(other)
+    assert bytes(held[0]) == old
+    entry = node.get('k')
+    assert entry is not None and bytes(entry[0]) == b'n' * MiB
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_many_readers_of_many_keys_stay_within_the_bound(setup: Setup, method: str) -> None:
+    bound = 3 * (MiB + 128)
+    node = setup.node(max_bytes=bound)
+    payloads = {f'k{i}': os.urandom(16) * (MiB // 16) for i in range(8)}
+    for k, v in payloads.items():
+        node.put(k, [v])
+    ctx = multiprocessing.get_context(method)
+    arg: Any = node if method == 'fork' else node.config()
+    expected = {k: digest(v) for k, v in payloads.items()}
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_workers.report, args=(queue, _workers.read_keys, arg, list(payloads), seed)
+        )
+        for seed in range(4)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(30)
+    for result in results:
+        assert result['digests'] == expected
+        assert max(result['totals']) <= bound
+    assert sum(copies(node).values()) <= bound

@@ -217,6 +217,22 @@ def _check_own_dir(path: str) -> None:
         )
 
 
+def _directory_arg(value: Any) -> str | None:
+    """``directory=`` as an absolute-or-relative str path with ``~`` expanded (None stays None)."""
+    if value is None:
+        return None
+    path = value
+    if not isinstance(value, bytes):
+        with contextlib.suppress(TypeError):
+            path = os.fspath(value)
+    if not isinstance(path, str) or not path:
+        raise StoreConfigError(
+            f'NodeConnector: directory must be a non-empty path (str or os.PathLike), '
+            f'got {value!r}.',
+        )
+    return os.path.expanduser(path)
+
+
 class _Paths(NamedTuple):
     copy: str
     lock: str
@@ -266,7 +282,7 @@ class NodeConnector:
         *,
         inner_config: dict[str, Any] | None = None,
         max_bytes: int | None = None,
-        directory: str | None = None,
+        directory: str | os.PathLike[str] | None = None,
         min_bytes: int = 64 * 1024,
         min_free_bytes: int | None = None,
         lock_timeout: float = 120.0,
@@ -299,10 +315,7 @@ class NodeConnector:
                 f'NodeConnector: lock_timeout must be a number of seconds >= 0, got '
                 f'{lock_timeout!r}.',
             )
-        if directory is not None and (not isinstance(directory, str) or not directory):
-            raise StoreConfigError(
-                f'NodeConnector: directory must be a non-empty str path, got {directory!r}.',
-            )
+        directory = _directory_arg(directory)
         self._options: dict[str, Any] = {
             'max_bytes': max_bytes,
             'directory': directory,

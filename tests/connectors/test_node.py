@@ -442,6 +442,12 @@ def test_default_directory_is_per_user_and_per_inner_store(setup: Setup) -> None
             shutil.rmtree(path, ignore_errors=True)
 
 
+def test_directory_may_be_a_path(setup: Setup, tmp_path: Path) -> None:
+    node = setup.node(directory=tmp_path / 'node')
+    assert node.config()['directory'] == str(tmp_path / 'node')
+    assert os.path.dirname(node.directory) == str(tmp_path / 'node')
+
+
 def test_cleanup_removes_this_nodes_copies(setup: Setup) -> None:
     node = setup.node()
     node.put('k', [os.urandom(MiB)])
@@ -461,6 +467,8 @@ def test_cleanup_removes_this_nodes_copies(setup: Setup) -> None:
         ({'lock_timeout': -1}, 'lock_timeout'),
         ({'lock_timeout': float('nan')}, 'lock_timeout'),
         ({'directory': ''}, 'directory'),
+        ({'directory': b'/dev/shm/x'}, 'directory'),
+        ({'directory': 3}, 'directory'),
     ],
 )
 def test_bad_options(setup: Setup, options: dict[str, Any], match: str) -> None:

@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument(
         '--plot',
         default=os.path.join(common.RESULTS_DIR, 'node_tier.png'),
-        help='where to write the plot',
+        help="where to write the plot ('' for none)",
     )
     common.add_protocol_args(parser, repeat=3, warmup=1)
     args = parser.parse_args()
@@ -267,8 +267,9 @@ def main() -> None:
         [[name, common.format_time(value)] for name, value in costs.items()],
         title='What the tier costs a reader that finds a copy',
     )
-    plot(rows, size, args.plot)
-    print(f'\nplot: {args.plot}')
+    if args.plot:
+        plot(rows, size, args.plot)
+        print(f'\nplot: {args.plot}')
 
 
 if __name__ == '__main__':

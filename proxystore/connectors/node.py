@@ -90,13 +90,18 @@ _NAME_CHARS = 40  # hex characters of a key's SHA-256 in file names
 _TMP_PREFIX = '.tmp-'
 _DIR_LOCK = '.lock'
 _LOCK_SUFFIX = '.lock'
-_SKIP = b'skip:'  # lock file content: "this version is not published, fetch it yourself"
+_WANT_SUFFIX = '.want'
+# Notes in a key's lock file, written by the lock's holder:
+_SKIP = b'skip:'  # "skip:<token>": this version could not be published, fetch it yourself
+_SEEN = b'seen:'  # "seen:<n>:<token>": n processes read this version, none published it
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _WRITE_BITS = 0o222
 _IOV_MAX = 1024
 _STALE_TMP_SECONDS = 3600.0
 _POLL_FIRST = 0.0005
 _SKIP_SECONDS = 10.0
+_NOTE_SECONDS = 600.0
+_SWEEP_EVERY = 64
 _POLL_MAX = 0.005
 _DIRECT_KEYS = 4096
 _SAFE_TOKEN_TYPES = (bytes, str, int, float, bool, type(None))
@@ -236,6 +241,7 @@ def _directory_arg(value: Any) -> str | None:
 class _Paths(NamedTuple):
     copy: str
     lock: str
+    want: str
     name: str
 
 
@@ -266,6 +272,10 @@ class NodeConnector:
         lock_timeout: Seconds a reader waits for another process's fetch of
             the same key before fetching it itself (a killed fetcher releases
             its lock at once; this bounds a hung one).
+        min_readers: Publish a version once this many processes on the node
+            have read it (processes waiting for the same fetch count). The
+            default, 2, spares objects read by one process per node the copy
+            to shared memory; 1 publishes on the first read.
 
     Raises:
         StoreConfigError: an argument is invalid, there is no ``/dev/shm`` and
@@ -274,7 +284,14 @@ class NodeConnector:
     """
 
     #: Options that tune this process only: the inner connector alone selects the data.
-    local_options = ('max_bytes', 'directory', 'min_bytes', 'min_free_bytes', 'lock_timeout')
+    local_options = (
+        'max_bytes',
+        'directory',
+        'min_bytes',
+        'min_free_bytes',
+        'lock_timeout',
+        'min_readers',
+    )
 
     def __init__(
         self,
@@ -286,6 +303,7 @@ class NodeConnector:
         min_bytes: int = 64 * 1024,
         min_free_bytes: int | None = None,
         lock_timeout: float = 120.0,
+        min_readers: int = 2,
     ) -> None:
         if isinstance(inner, str):
             self._inner = _load_connector(inner, inner_config)
@@ -306,6 +324,10 @@ class NodeConnector:
         if min_free_bytes is not None:
             _positive_int('min_free_bytes', min_free_bytes, allow_zero=True)
         _positive_int('min_bytes', min_bytes, allow_zero=True)
+        if isinstance(min_readers, bool) or not isinstance(min_readers, int) or min_readers < 1:
+            raise StoreConfigError(
+                f'NodeConnector: min_readers must be an int >= 1, got {min_readers!r}.',
+            )
         if (
             isinstance(lock_timeout, bool)
             or not isinstance(lock_timeout, (int, float))
@@ -322,8 +344,10 @@ class NodeConnector:
             'min_bytes': min_bytes,
             'min_free_bytes': min_free_bytes,
             'lock_timeout': lock_timeout,
+            'min_readers': min_readers,
         }
         self._min_bytes = min_bytes
+        self._min_readers = min_readers
         self._lock_timeout = float(lock_timeout)
         root = directory
         if root is None:
@@ -346,6 +370,7 @@ class NodeConnector:
         self._direct: OrderedDict[str, None] = OrderedDict()
         self._direct_lock = threading.Lock()
         self._held: set[int] = set()
+        self._notes_written = 0
 
     # -- the Connector protocol ----------------------------------------------------
 
@@ -470,7 +495,7 @@ class NodeConnector:
     def _paths(self, key: str) -> _Paths:
         name = hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()[:_NAME_CHARS]
         copy = os.path.join(self.directory, name)
-        return _Paths(copy, copy + _LOCK_SUFFIX, name)
+        return _Paths(copy, copy + _LOCK_SUFFIX, copy + _WANT_SUFFIX, name)
 
     def _read_copy(self, paths: _Paths, token: bytes) -> Buffer | None:
         """The payload of the node copy if it holds version ``token``, else None.
@@ -551,6 +576,8 @@ class NodeConnector:
                 raise self._io_error(e, 'lock', paths.lock) from e
             return self._inner.get(key)  # no room even for a lock file: read alone
         waited = lock is None
+        if waited:
+            self._want(paths)
         while lock is None:
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
@@ -577,13 +604,39 @@ class NodeConnector:
             if entry is None:
                 self._discard(paths.copy, None)
                 return None
-            if not self._shareable(entry) or not self._publish(paths, entry):
-                self._mark_skipped(lock, entry[1])
-                if not self._shareable(entry):
-                    self._mark_direct(key)
+            if not self._shareable(entry):
+                # Small or unversioned: never copied, so leave no lock file behind
+                # (waiters then lock a new one and fetch it themselves, cheaply).
+                self._mark_direct(key)
+                with contextlib.suppress(OSError):
+                    os.unlink(paths.lock)
+                with contextlib.suppress(OSError):
+                    os.unlink(paths.want)
+            else:
+                self._admit(lock, paths, entry)
             return entry
         finally:
             self._unlock(lock)
+
+    def _admit(self, lock: int, paths: _Paths, entry: Entry) -> None:
+        """Publish ``entry`` once ``min_readers`` processes on the node have read its version.
+
+        Called with the key's lock held. Readers are counted in the lock file
+        (``seen:<n>:<token>``), plus the processes that waited for this fetch.
+        A version read by one process only is never copied: it costs no
+        write and no shared memory.
+        """
+        token = _token_bytes(entry[1])
+        assert token is not None
+        seen = self._seen(lock, token)
+        readers = seen + 1 + self._wanted(paths)
+        if readers < self._min_readers:
+            self._mark(lock, b'%s%d:%s' % (_SEEN, readers, token))
+            self._sweep()
+        elif not self._publish(paths, entry):
+            self._mark(lock, _SKIP + token)
+        else:
+            self._mark(lock, b'')
 
     def _shareable(self, entry: Entry) -> bool:
         return _nbytes(entry[0]) >= self._min_bytes and _token_bytes(entry[1]) is not None
@@ -598,7 +651,7 @@ class NodeConnector:
         if lock is None:
             return
         try:
-            self._publish(paths, entry)
+            self._admit(lock, paths, entry)
         finally:
             self._unlock(lock)
 
@@ -645,24 +698,7 @@ class NodeConnector:
 
         Called with the directory lock held, so publishers do not race for room.
         """
-        copies: list[tuple[int, int, str]] = []
-        total = 0
-        now = time.time()
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if entry.name.startswith(_TMP_PREFIX):
-                    if self._stale_tmp(entry.name, st.st_mtime, now):
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(entry.path)
-                    else:
-                        total += st.st_size
-                elif len(entry.name) == _NAME_CHARS and entry.path != replacing:
-                    copies.append((st.st_mtime_ns, st.st_size, entry.path))
-                    total += st.st_size
+        copies, total = self._scan(replacing)
         copies.sort()
         for _, victim_size, path in copies:
             if total + size <= self._max_bytes:
@@ -682,6 +718,50 @@ class NodeConnector:
             )
             return False
         return True
+
+    def _scan(self, replacing: str = '') -> tuple[list[tuple[int, int, str]], int]:
+        """The copies (last use, size, path) and the bytes they and live temporary files hold.
+
+        Removes on the way what nobody needs: temporary files of dead writers,
+        and notes (lock files of keys without a copy) unused for
+        :data:`_NOTE_SECONDS`. Called with the directory lock held.
+        """
+        copies: list[tuple[int, int, str]] = []
+        notes: list[tuple[float, str]] = []
+        names: set[str] = set()
+        total = 0
+        now = time.time()
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if entry.name.startswith(_TMP_PREFIX):
+                    if self._stale_tmp(entry.name, st.st_mtime, now):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                    else:
+                        total += st.st_size
+                elif len(entry.name) == _NAME_CHARS:
+                    names.add(entry.name)
+                    if entry.path != replacing:
+                        copies.append((st.st_mtime_ns, st.st_size, entry.path))
+                        total += st.st_size
+                elif entry.name.endswith(_LOCK_SUFFIX) and entry.name != _DIR_LOCK:
+                    notes.append((st.st_mtime, entry.path))
+        for mtime, path in notes:
+            name = os.path.basename(path)[:_NAME_CHARS]
+            if name not in names and now - mtime > _NOTE_SECONDS:
+                self._remove_copy(path[: -len(_LOCK_SUFFIX)])
+        return copies, total
+
+    def _sweep(self) -> None:
+        """Remove old notes now and then, for keys that are read but never published."""
+        self._notes_written += 1
+        if self._notes_written % _SWEEP_EVERY == 0:
+            with contextlib.suppress(OSError), self._dir_locked():
+                self._scan()
 
     @staticmethod
     def _stale_tmp(name: str, mtime: float, now: float) -> bool:
@@ -715,8 +795,9 @@ class NodeConnector:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(copy)
             if lock is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock_path)
+                for path in (lock_path, copy + _WANT_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
         except OSError as e:
             raise self._io_error(e, 'remove the node copy', copy) from e
         finally:
@@ -806,11 +887,44 @@ class NodeConnector:
             return False
 
     @staticmethod
-    def _mark_skipped(lock: int, version: Hashable) -> None:
-        token = _token_bytes(version) or b''
+    def _mark(lock: int, content: bytes) -> None:
+        """Replace the lock file's note (written only by the lock's holder)."""
         with contextlib.suppress(OSError):
             os.ftruncate(lock, 0)
-            os.pwrite(lock, _SKIP + token, 0)
+            if content:
+                os.pwrite(lock, content, 0)
+
+    @staticmethod
+    def _seen(lock: int, token: bytes) -> int:
+        """How many processes read version ``token`` without publishing it (the lock's note)."""
+        try:
+            note = os.pread(lock, len(_SEEN) + 24 + _MAX_TOKEN, 0)
+        except OSError:
+            return 0
+        if not note.startswith(_SEEN):
+            return 0
+        count, _, found = note[len(_SEEN) :].partition(b':')
+        return int(count) if found == token and count.isdigit() else 0
+
+    @staticmethod
+    def _want(paths: _Paths) -> None:
+        """Tell the process fetching this key that one more reader waits for its copy."""
+        with contextlib.suppress(OSError):
+            fd = os.open(paths.want, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, b'w')
+            finally:
+                os.close(fd)
+
+    @staticmethod
+    def _wanted(paths: _Paths) -> int:
+        """How many readers waited for this fetch (and reset the count)."""
+        try:
+            waiting = os.stat(paths.want).st_size
+            os.unlink(paths.want)
+        except OSError:
+            return 0
+        return waiting
 
     # -- small and unversioned keys ----------------------------------------------------------
 

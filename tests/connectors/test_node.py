@@ -67,7 +67,9 @@ class Setup:
         )
 
     def node(self, *, gate: bool = False, versioned: bool = True, **options: Any) -> NodeConnector:
+        """The tier over this inner store; publishing on the first read unless told otherwise."""
         options.setdefault('directory', self.directory)
+        options.setdefault('min_readers', 1)
         return NodeConnector(self.inner(gate=gate, versioned=versioned), **options)
 
     def fetches(self) -> int:
@@ -116,12 +118,46 @@ def run_readers(
 # -- coordination -------------------------------------------------------------------------
 
 
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds (a hang guard, not a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f'gave up waiting for {what}'
+        time.sleep(0.01)
+
+
+def want_count(node: NodeConnector, key: str) -> int:
+    try:
+        return os.path.getsize(_copy_path(node, key) + '.want')
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize('min_readers', [1, 2])
 @pytest.mark.parametrize('method', START_METHODS)
-def test_eight_concurrent_first_readers_fetch_once(setup: Setup, method: str) -> None:
-    node = setup.node()
+def test_eight_concurrent_first_readers_fetch_once(
+    setup: Setup, method: str, min_readers: int
+) -> None:
+    # The first fetch is held until the 7 others wait for it, so "concurrent"
+    # does not depend on the scheduler.
+    node = setup.node(gate=True, min_readers=min_readers)
     payload = os.urandom(4 * MiB)
     node.put('big', [payload])
-    reports = run_readers(method, node, 'big', 8)
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    arg: Any = node if method == 'fork' else node.config()
+    procs = [ctx.Process(target=_workers.read, args=(arg, 'big', None, queue)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    assert setup.client.blpop([setup.gate_key + ':entered'], timeout=60) is not None
+    wait_for(lambda: want_count(node, 'big') == 7, '7 readers waiting for the first fetch')
+    setup.client.rpush(setup.gate_key, 'go')
+    reports = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
     assert [d for _, d in reports] == [digest(payload)] * 8
     assert setup.fetches() == 1
     assert list(copies(node).values()) == [4 * MiB + 128]
@@ -132,10 +168,45 @@ def test_eight_concurrent_first_readers_fetch_once(setup: Setup, method: str) ->
 
 
 @pytest.mark.parametrize('method', START_METHODS)
+def test_eight_readers_at_once_without_a_gate(setup: Setup, method: str) -> None:
+    # Unheld, on a loaded machine a reader may come after the first fetch has
+    # ended: it then fetches again and publishes (the second read of a version).
+    node = setup.node(min_readers=2)
+    payload = os.urandom(4 * MiB)
+    node.put('big', [payload])
+    reports = run_readers(method, node, 'big', 8)
+    assert [d for _, d in reports] == [digest(payload)] * 8
+    assert setup.fetches() <= 2
+    assert len(copies(node)) == 1
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_one_reader_per_node_writes_no_copy_the_second_publishes(setup: Setup, method: str) -> None:
+    node = setup.node(min_readers=2)
+    payload = os.urandom(2 * MiB)
+    node.put('k', [payload])
+    for readers, fetches, published in ((1, 1, 0), (1, 2, 1), (3, 2, 1)):
+        reports = run_readers(method, node, 'k', readers, barrier=False)
+        assert [d for _, d in reports] == [digest(payload)] * readers
+        assert setup.fetches() == fetches
+        assert len(copies(node)) == published
+    old_copy = os.stat(_copy_path(node, 'k')).st_ino
+    setup.raw.put('k', [payload])  # a new version (same bytes) elsewhere starts over
+    run_readers(method, node, 'k', 1)
+    assert setup.fetches() == 3
+    assert os.stat(_copy_path(node, 'k')).st_ino == old_copy  # stale, not served, not replaced
+    run_readers(method, node, 'k', 1)
+    assert setup.fetches() == 4
+    assert os.stat(_copy_path(node, 'k')).st_ino != old_copy
+    run_readers(method, node, 'k', 2)
+    assert setup.fetches() == 4
+
+
+@pytest.mark.parametrize('method', START_METHODS)
 def test_killed_first_reader_does_not_block_others(setup: Setup, method: str) -> None:
     # lock_timeout is far longer than the test's wait: the others must get the
     # lock because the kernel released it, not because they gave up waiting.
-    node = setup.node(gate=True, lock_timeout=3600)
+    node = setup.node(gate=True, lock_timeout=3600)  # publishes on the first read
     payload = os.urandom(2 * MiB)
     node.put('big', [payload])
     ctx = multiprocessing.get_context(method)
@@ -583,3 +654,34 @@ def test_many_readers_of_many_keys_stay_within_the_bound(setup: Setup, method: s
         assert result['digests'] == expected
         assert max(result['totals']) <= bound
     assert sum(copies(node).values()) <= bound
+
+
+def test_small_keys_leave_no_files(setup: Setup) -> None:
+    node = setup.node(min_bytes=1000)
+    for i in range(20):
+        node.put(f's{i}', [b'x' * 100])
+        assert node.get(f's{i}') is not None
+    assert [n for n in os.listdir(node.directory) if n != '.lock'] == []
+
+
+def test_old_notes_of_unpublished_keys_are_swept(setup: Setup) -> None:
+    import time
+
+    node = setup.node(min_readers=2)
+    node.put('once', [os.urandom(MiB)])
+    assert node.get('once') is not None  # read once: a note, no copy
+    note = _copy_path(node, 'once') + '.lock'
+    assert os.path.exists(note) and copies(node) == {}
+    recent = setup.node(min_readers=2)
+    recent.put('recent', [os.urandom(MiB)])
+    assert recent.get('recent') is not None
+    hour_ago = time.time() - 3600
+    os.utime(note, (hour_ago, hour_ago))
+    node.put('shared', [os.urandom(MiB)])
+    assert node.get('shared') is not None
+    assert node.get('shared') is not None  # second read: published, which sweeps
+    assert len(copies(node)) == 1
+    assert not os.path.exists(note)
+    assert os.path.exists(_copy_path(node, 'recent') + '.lock')  # younger notes stay
+    assert node.get('once') is not None  # a swept note only means "not read yet"
+    assert copies(node).keys() == {os.path.basename(_copy_path(node, 'shared'))}

@@ -69,47 +69,80 @@ def _clear(directory: str) -> None:
             os.unlink(os.path.join(directory, name))
 
 
-def run_case(
-    kind: str,
-    config: dict[str, Any],
-    readers: int,
+class _Readers:
+    """``n`` spawned reader processes of one kind, started (and connected) before any timing."""
+
+    def __init__(self, kind: str, config: dict[str, Any], n: int) -> None:
+        ctx = get_context('spawn')
+        self.results = ctx.Queue()
+        barrier = ctx.Barrier(n)
+        self.queues = [ctx.Queue() for _ in range(n)]
+        self.procs = [
+            ctx.Process(target=_reader, args=(kind, config, q, barrier, self.results))
+            for q in self.queues
+        ]
+        for p in self.procs:
+            p.start()
+        for _ in self.procs:
+            assert self.results.get(timeout=300) == 'ready'
+
+    def round(self, key: str, expected: float, client: redis.Redis) -> tuple[float, int]:
+        """(wall seconds from the first start to the last sum, bytes Redis sent) of one round."""
+        before = _net_output(client)
+        for q in self.queues:
+            q.put(key)
+        reports = [self.results.get(timeout=600) for _ in self.procs]
+        after = _net_output(client)
+        assert all(abs(r[2] - expected) < 1e-6 * abs(expected) for r in reports), reports
+        return max(r[1] for r in reports) - min(r[0] for r in reports), after - before
+
+    def stop(self) -> None:
+        for q in self.queues:
+            q.put(None)
+        for p in self.procs:
+            p.join(60)
+
+
+def run_readers(
+    inner: RedisStoreConnector,
+    node: NodeConnector,
+    n: int,
     key: str,
     expected: float,
     client: redis.Redis,
-    node_dir: str | None,
     repeat: int,
     warmup: int,
-) -> tuple[float, float]:
-    """Median (wall seconds, Redis bytes sent) of ``readers`` processes resolving ``key``."""
-    ctx = get_context('spawn')
-    results = ctx.Queue()
-    barrier = ctx.Barrier(readers)
-    queues = [ctx.Queue() for _ in range(readers)]
-    procs = [ctx.Process(target=_reader, args=(kind, config, q, barrier, results)) for q in queues]
-    for p in procs:
-        p.start()
+) -> dict[str, float]:
+    """Medians for ``n`` readers without and with the tier, their rounds interleaved.
+
+    Alternating the two (and which goes first) spreads the machine's other
+    load over both columns alike. Each tier round starts with no node copy.
+    """
+    plain = _Readers('plain', inner.config(), n)
+    tiered = _Readers('node', node.config(), n)
+    results: dict[str, list[float]] = {k: [] for k in ('pt', 'pb', 'nt', 'nb')}
     try:
-        for _ in procs:
-            assert results.get(timeout=300) == 'ready'
-        times, sent = [], []
         for round_ in range(warmup + repeat):
-            if node_dir is not None:
-                _clear(node_dir)
-            before = _net_output(client)
-            for q in queues:
-                q.put(key)
-            reports = [results.get(timeout=600) for _ in procs]
-            after = _net_output(client)
-            assert all(abs(r[2] - expected) < 1e-6 * abs(expected) for r in reports), reports
-            if round_ >= warmup:
-                times.append(max(r[1] for r in reports) - min(r[0] for r in reports))
-                sent.append(after - before)
-        return common.median(times), common.median(sent)
+            order = ('plain', 'node') if round_ % 2 == 0 else ('node', 'plain')
+            for kind in order:
+                if kind == 'plain':
+                    wall, sent = plain.round(key, expected, client)
+                else:
+                    _clear(node.directory)
+                    wall, sent = tiered.round(key, expected, client)
+                if round_ >= warmup:
+                    results[kind[0] + 't'].append(wall)
+                    results[kind[0] + 'b'].append(sent)
     finally:
-        for q in queues:
-            q.put(None)
-        for p in procs:
-            p.join(60)
+        plain.stop()
+        tiered.stop()
+    return {
+        'readers': n,
+        'plain_time': common.median(results['pt']),
+        'node_time': common.median(results['nt']),
+        'plain_bytes': common.median(results['pb']),
+        'node_bytes': common.median(results['nb']),
+    }
 
 
 def version_cost(inner: Any, node: NodeConnector, key: str, repeat: int) -> dict[str, float]:
@@ -123,7 +156,8 @@ def version_cost(inner: Any, node: NodeConnector, key: str, repeat: int) -> dict
             times.append(time.perf_counter() - start)
         return common.median(times)
 
-    node.get(key)  # publish
+    node.get(key)
+    node.get(key)  # the second read publishes (min_readers=2)
     return {
         'version check (one round trip)': timed(lambda: node.version(key)),
         'get, node copy (check + map)': timed(lambda: node.get(key)),
@@ -189,36 +223,8 @@ def main() -> None:
         client = redis.Redis(host=host, port=port)
         try:
             for n in counts:
-                plain = run_case(
-                    'plain',
-                    inner.config(),
-                    n,
-                    key,
-                    expected,
-                    client,
-                    None,
-                    args.repeat,
-                    args.warmup,
-                )
-                tiered = run_case(
-                    'node',
-                    node.config(),
-                    n,
-                    key,
-                    expected,
-                    client,
-                    node.directory,
-                    args.repeat,
-                    args.warmup,
-                )
                 rows.append(
-                    {
-                        'readers': n,
-                        'plain_time': plain[0],
-                        'node_time': tiered[0],
-                        'plain_bytes': plain[1],
-                        'node_bytes': tiered[1],
-                    }
+                    run_readers(inner, node, n, key, expected, client, args.repeat, args.warmup)
                 )
                 print(f'  {n} readers done', file=sys.stderr)
             costs = version_cost(inner, node, key, max(args.repeat, 5) * 4)

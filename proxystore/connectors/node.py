@@ -1,12 +1,11 @@
 """The node-local tier: one remote read per node, shared by every process on it.
 
 :class:`NodeConnector` wraps another connector (Redis, a shared file system,
-...). The first process on a node that reads a key fetches it from the inner
-connector and *publishes* the bytes as a file in node-local shared memory
-(``/dev/shm``); every other process on the node maps that file instead of
-fetching the object again. With 8 to 128 workers per node resolving the same
-large object, the remote store serves it once per node instead of once per
-worker.
+...). A process that reads a key fetches it from the inner connector and
+*publishes* the bytes as a file in node-local shared memory (``/dev/shm``);
+every other process on the node maps that file instead of fetching the object
+again. With 8 to 128 workers per node resolving the same large object, the
+remote store serves it once per node instead of once per worker.
 
 Guarantees:
 
@@ -17,11 +16,14 @@ Guarantees:
   evicted anywhere is refetched or missing, never served from an old copy.
   Connectors that cannot tell versions apart (their token is ``True``) are
   passed through without publishing.
-- **One fetch per node.** Concurrent first readers coordinate through a
-  per-key ``flock`` lock file: one fetches and publishes, the others wait and
-  then map its copy. A lock dies with its process, so a first reader that is
-  killed mid-fetch blocks no one; one that hangs is waited for at most
-  ``lock_timeout`` seconds.
+- **One fetch per node for overlapping readers.** Concurrent first readers
+  coordinate through a per-key ``flock`` lock file: one fetches, the others
+  register as waiting and then map the copy it publishes for them. A version
+  is copied once ``min_readers`` processes on the node have read it (default
+  2, counting waiters), so a lone reader writes nothing and a node fetches a
+  version at most ``min_readers`` times. A lock dies with its process, so a
+  first reader that is killed mid-fetch blocks no one; one that hangs is
+  waited for at most ``lock_timeout`` seconds.
 - **Atomic publishing.** A copy is written to a temporary file and renamed
   into place, read-only, and never written again; readers map it (see
   :func:`~proxystore.store.buffers.map_file`), and a removed copy stays

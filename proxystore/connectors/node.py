@@ -463,6 +463,7 @@ class NodeConnector:
             inner_cleanup()
         else:
             self._inner.close()
+        names: list[str] = []
         with contextlib.suppress(FileNotFoundError), os.scandir(self.directory) as entries:
             names = [e.name for e in entries]
         for name in names:
@@ -634,6 +635,10 @@ class NodeConnector:
         readers = seen + 1 + self._wanted(paths)
         if readers < self._min_readers:
             self._mark(lock, b'%s%d:%s' % (_SEEN, readers, token))
+            # A copy here holds another version (this one is published only
+            # under the lock we hold): stale, so free its space now.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(paths.copy)
             self._sweep()
         elif not self._publish(paths, entry):
             self._mark(lock, _SKIP + token)
@@ -762,8 +767,9 @@ class NodeConnector:
         """Remove old notes now and then, for keys that are read but never published."""
         self._notes_written += 1
         if self._notes_written % _SWEEP_EVERY == 0:
-            with contextlib.suppress(OSError), self._dir_locked():
-                self._scan()
+            with contextlib.suppress(OSError), self._dir_locked(wait=False) as locked:
+                if locked:  # else a publisher holds it, and scans anyway
+                    self._scan()
 
     @staticmethod
     def _stale_tmp(name: str, mtime: float, now: float) -> bool:
@@ -850,8 +856,11 @@ class NodeConnector:
         os.close(fd)  # closing the only descriptor releases the flock
 
     @contextlib.contextmanager
-    def _dir_locked(self) -> Iterator[None]:
-        """Hold the directory's lock (blocking: publishers hold it for one write)."""
+    def _dir_locked(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the directory's lock (publishers hold it for one write); yields whether held.
+
+        With ``wait=False``, yields False at once if another process holds it.
+        """
         path = os.path.join(self.directory, _DIR_LOCK)
         while True:
             try:
@@ -861,7 +870,11 @@ class NodeConnector:
                 continue
             self._held.add(fd)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._unlock(fd)
+                yield False
+                return
             except BaseException:
                 self._unlock(fd)
                 raise
@@ -869,7 +882,7 @@ class NodeConnector:
                 break
             self._unlock(fd)
         try:
-            yield
+            yield True
         finally:
             self._unlock(fd)
 

@@ -160,7 +160,8 @@ def test_eight_concurrent_first_readers_fetch_once(
         assert p.exitcode == 0
     assert [d for _, d in reports] == [digest(payload)] * 8
     assert setup.fetches() == 1
-    assert list(copies(node).values()) == [4 * MiB + 128]
+    [size] = copies(node).values()
+    assert 4 * MiB < size <= 4 * MiB + 1088  # payload and header
     # Later readers in this process map the copy: still one fetch for the node.
     entry = node.get('big')
     assert entry is not None and digest(entry[0]) == digest(payload)

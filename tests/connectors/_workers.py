@@ -100,3 +100,15 @@ def report(queue: Any, fn: Any, *args: Any) -> None:
         queue.put(fn(*args))
     except BaseException:
         queue.put(traceback.format_exc())
+
+
+def read_after_fork(node: NodeConnector, key: str, go: Any, queue: Any) -> None:
+    """In a forked child: ``after_fork()``, report, wait for ``go``, then read ``key``."""
+    try:
+        node.after_fork()
+        queue.put('forked')
+        go.wait(60)
+        entry = node.get(key)
+        queue.put(None if entry is None else hashlib.sha256(entry[0]).hexdigest())
+    except BaseException:
+        queue.put(traceback.format_exc())

@@ -686,3 +686,55 @@ def test_old_notes_of_unpublished_keys_are_swept(setup: Setup) -> None:
     assert os.path.exists(_copy_path(node, 'recent') + '.lock')  # younger notes stay
     assert node.get('once') is not None  # a swept note only means "not read yet"
     assert copies(node).keys() == {os.path.basename(_copy_path(node, 'shared'))}
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_hung_first_reader_is_waited_for_at_most_lock_timeout(setup: Setup, method: str) -> None:
+    hung_node = setup.node(gate=True)
+    payload = os.urandom(2 * MiB)
+    hung_node.put('big', [payload])
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    arg: Any = hung_node if method == 'fork' else hung_node.config()
+    hung = ctx.Process(target=_workers.read, args=(arg, 'big', None, queue))
+    hung.start()
+    try:
+        assert setup.client.blpop([setup.gate_key + ':entered'], timeout=60) is not None
+        # The first reader holds the lock and never returns; a reader with a
+        # short lock_timeout gives up waiting and fetches for itself.
+        impatient = setup.node(lock_timeout=0.2)
+        entry = impatient.get('big')
+        assert entry is not None and bytes(entry[0]) == payload
+        assert setup.fetches() == 1  # the hung fetch has not counted yet
+    finally:
+        setup.client.rpush(setup.gate_key, 'go')
+        hung.join(60)
+    assert queue.get(timeout=60)[1] == digest(payload)
+
+
+def test_after_fork_drops_the_parents_lock_handles(setup: Setup) -> None:
+    # A thread of the parent holds a key's lock when the process forks. Its
+    # fetch ends without a copy (min_readers=2); the child must then be able
+    # to lock the key, which it cannot while it keeps the inherited descriptor.
+    import threading
+
+    node = setup.node(gate=True, min_readers=2, lock_timeout=3600)
+    payload = os.urandom(MiB)
+    node.put('k', [payload])
+    parent_read: list[Any] = []
+    thread = threading.Thread(target=lambda: parent_read.append(node.get('k')))
+    thread.start()
+    assert setup.client.blpop([setup.gate_key + ':entered'], timeout=60) is not None
+    ctx = multiprocessing.get_context('fork')
+    queue, go = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=_workers.read_after_fork, args=(node, 'k', go, queue))
+    child.start()
+    assert queue.get(timeout=60) == 'forked'
+    setup.client.rpush(setup.gate_key, 'go')
+    thread.join(60)
+    assert parent_read and parent_read[0] is not None and copies(node) == {}
+    go.set()
+    result = queue.get(timeout=60)
+    child.join(30)
+    assert result == digest(payload)
+    assert len(copies(node)) == 1  # the child's read was the second: published

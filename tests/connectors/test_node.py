@@ -105,7 +105,10 @@ def run_readers(
     queue = ctx.Queue()
     gate = ctx.Barrier(n) if barrier else None
     arg: Any = node if method == 'fork' else node.config()
-    procs = [ctx.Process(target=_workers.read, args=(arg, key, gate, queue)) for _ in range(n)]
+    procs = [
+        ctx.Process(target=_workers.read, args=(arg, key, gate, queue), daemon=True)
+        for _ in range(n)
+    ]
     for p in procs:
         p.start()
     reports = [queue.get(timeout=120) for _ in procs]
@@ -148,7 +151,10 @@ def test_eight_concurrent_first_readers_fetch_once(
     ctx = multiprocessing.get_context(method)
     queue = ctx.Queue()
     arg: Any = node if method == 'fork' else node.config()
-    procs = [ctx.Process(target=_workers.read, args=(arg, 'big', None, queue)) for _ in range(8)]
+    procs = [
+        ctx.Process(target=_workers.read, args=(arg, 'big', None, queue), daemon=True)
+        for _ in range(8)
+    ]
     for p in procs:
         p.start()
     assert setup.client.blpop([setup.gate_key + ':entered'], timeout=60) is not None
@@ -213,7 +219,7 @@ def test_killed_first_reader_does_not_block_others(setup: Setup, method: str) ->
     ctx = multiprocessing.get_context(method)
     queue = ctx.Queue()
     arg: Any = node if method == 'fork' else node.config()
-    first = ctx.Process(target=_workers.read, args=(arg, 'big', None, queue))
+    first = ctx.Process(target=_workers.read, args=(arg, 'big', None, queue), daemon=True)
     first.start()
     entered = setup.client.blpop([setup.gate_key + ':entered'], timeout=60)
     assert entered is not None, 'the first reader never started its fetch'
@@ -642,7 +648,9 @@ def test_many_readers_of_many_keys_stay_within_the_bound(setup: Setup, method: s
     queue = ctx.Queue()
     procs = [
         ctx.Process(
-            target=_workers.report, args=(queue, _workers.read_keys, arg, list(payloads), seed)
+            target=_workers.report,
+            args=(queue, _workers.read_keys, arg, list(payloads), seed),
+            daemon=True,
         )
         for seed in range(4)
     ]
@@ -696,7 +704,7 @@ def test_hung_first_reader_is_waited_for_at_most_lock_timeout(setup: Setup, meth
     ctx = multiprocessing.get_context(method)
     queue = ctx.Queue()
     arg: Any = hung_node if method == 'fork' else hung_node.config()
-    hung = ctx.Process(target=_workers.read, args=(arg, 'big', None, queue))
+    hung = ctx.Process(target=_workers.read, args=(arg, 'big', None, queue), daemon=True)
     hung.start()
     try:
         assert setup.client.blpop([setup.gate_key + ':entered'], timeout=60) is not None
@@ -727,7 +735,7 @@ def test_after_fork_drops_the_parents_lock_handles(setup: Setup) -> None:
     assert setup.client.blpop([setup.gate_key + ':entered'], timeout=60) is not None
     ctx = multiprocessing.get_context('fork')
     queue, go = ctx.Queue(), ctx.Event()
-    child = ctx.Process(target=_workers.read_after_fork, args=(node, 'k', go, queue))
+    child = ctx.Process(target=_workers.read_after_fork, args=(node, 'k', go, queue), daemon=True)
     child.start()
     assert queue.get(timeout=60) == 'forked'
     setup.client.rpush(setup.gate_key, 'go')

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxystore.factory import StoreFactory
+from proxystore.store.factory import StoreFactory
 
 
 class _Auto(StoreFactory[Any]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from proxystore import connectors
 from proxystore import exceptions
 from proxystore import factory
 from proxystore import proxy
@@ -23,4 +24,13 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = '0.0.0+unknown'
 
-__all__ = ['exceptions', 'factory', 'proxy', 'serialize', 'store', 'utils', '__version__']
+__all__ = [
+    'connectors',
+    'exceptions',
+    'factory',
+    'proxy',
+    'serialize',
+    'store',
+    'utils',
+    '__version__',
+]

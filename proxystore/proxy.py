@@ -52,7 +52,6 @@ from typing import TypeVar
 
 from proxystore.exceptions import ProxyResolveError
 from proxystore.factory import Factory
-from proxystore.factory import StoreFactory
 
 __all__ = [
     'Proxy',
@@ -620,7 +619,8 @@ def get_factory(proxy: Proxy[T]) -> Factory[T]:
 def get_key(proxy: Proxy[Any]) -> str | None:
     """Return the store key of a store-backed proxy, else ``None``; never resolves."""
     factory = get_factory(proxy)
-    return factory.key if isinstance(factory, StoreFactory) else None
+    key = getattr(factory, 'key', None)  # a store's factory (duck-typed: no store import)
+    return key if isinstance(key, str) else None
 
 
 def is_resolved(proxy: Proxy[Any]) -> bool:

@@ -92,6 +92,13 @@ def _make_store(kind: str, name: str, request: pytest.FixtureRequest, **kwargs: 
         small = _make_store('file', f'{name}-small', request, **kwargs)
         large = SharedMemoryStore(f'{name}-large', **kwargs)
         return MultiStore(name, [(small, MULTI_SMALL_BYTES), (large, None)], owns_routes=True)
+    if kind == 'composed':
+        # The generic composition: Store(name, connector), rebuilt in workers from
+        # the connector's class path and config (no thin subclass involved).
+        from proxystore.connectors.file import FileConnector
+
+        tmp = request.getfixturevalue('tmp_path')
+        return Store(name, FileConnector(tmp / 'composed', owner=name), **kwargs)
     if kind == 'redis-cluster':
         from proxystore.store.redis import RedisStore
 
@@ -103,7 +110,7 @@ def _make_store(kind: str, name: str, request: pytest.FixtureRequest, **kwargs: 
 #: Largest payload the ``multi`` kind puts in its small-object route.
 MULTI_SMALL_BYTES = 4096
 
-STORE_KINDS = ['local', 'file', 'shm', 'redis', 'redis-cluster']
+STORE_KINDS = ['local', 'file', 'shm', 'redis', 'redis-cluster', 'composed']
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -115,7 +122,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     s.cleanup()
 
 
-@pytest.fixture(params=['file', 'shm', 'redis', 'redis-cluster'])
+@pytest.fixture(params=['file', 'shm', 'redis', 'redis-cluster', 'composed'])
 def shared_store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A store whose objects other processes can read."""
     s = _make_store(request.param, f'{request.param}-{os.urandom(4).hex()}', request)

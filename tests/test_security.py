@@ -41,7 +41,7 @@ def _tamper(store: Store, key: str, payload: bytes) -> None:
         with open(os.path.join(store.store_dir, key), 'wb') as f:
             f.write(payload)
     else:
-        store._put(key, [payload])  # writes bytes the way an attacker with access could
+        store.connector.put(key, [payload])  # writes bytes the way an attacker with access could
 
 
 @pytest.mark.parametrize('kind', ['file', 'shm', 'redis'])

@@ -1,162 +1,26 @@
 """A store of files in a directory, for nodes that share a file system.
 
-Each object is one file named after its key. Writes are atomic: the payload
-goes to a private temporary file that is renamed over the key only once it is
-complete, so a reader never sees a partial object, even if the writer is
-killed mid-write (``cleanup()`` removes leftover temporary files). Objects are
-published read-only (``0400`` by default) in a directory of mode ``0700``, and
-a published file is never written again: an overwrite renames a new file over
-it.
-
-Every object file starts with a 64-byte header that names the store that
-wrote it (a hash of its name) and carries a random id of that write: cleanup
-removes only files whose header names this store, and the id is the key's
-version token (a new write always has a new one, even if the file system
-reuses the inode number and the clock did not tick).
-
-Reads of objects of at least 1 MiB are *mapped* (no copy) only when that is
-safe: the file is on a local file system (:func:`~proxystore.store.buffers.can_map`)
-and has no write permission bits, so nothing short of a deliberate ``chmod``
-or root privileges can rewrite it in place under a reader. Everything else is
-read into memory. ``mapped_reads=False`` reads everything.
+The files, their atomic writes, headers, versions, mapped reads and cleanup
+rules are the :class:`~proxystore.connectors.file.FileConnector`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import hashlib
-import logging
 import os
-import struct
-import time
-import uuid
-from collections.abc import Hashable
-from collections.abc import Sequence
 from typing import Any
 
-from proxystore.exceptions import InvalidKeyError
-from proxystore.exceptions import StoreConfigError
-from proxystore.exceptions import StoreFullError
-from proxystore.exceptions import StoreIOError
-from proxystore.serialize import Buffer
+from proxystore.connectors.file import FileConnector
 from proxystore.store.base import Store
-from proxystore.store.buffers import MAP_THRESHOLD
-from proxystore.store.buffers import allocate
-from proxystore.store.buffers import can_map_device
-from proxystore.store.buffers import map_file
+from proxystore.store.options import StoreOptions
 
 __all__ = ['FileStore']
 
-logger = logging.getLogger(__name__)
-
-_TMP_PREFIX = '.tmp-'
-_IOV_MAX = 1024
-_MAX_NAME_BYTES = 200
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_WRITE_BITS = 0o222
-_CREATED_BY = 'user.proxystore.created-by'
-
-# Object file header: magic, format version, store tag, write id; padded to
-# 64 bytes so the payload's 64-byte segment alignment holds in the file.
-_FILE_MAGIC = b'PXSF'
-_FILE_VERSION = 1
-_FILE_HEADER = struct.Struct('<4sB3x16s16s')
-_FILE_HEADER_SIZE = 64
-
-
-def _store_tag(name: str) -> bytes:
-    """16 bytes naming a store in its files (the same in every process)."""
-    return hashlib.sha256(name.encode('utf-8', 'surrogatepass')).digest()[:16]
-
-
-def _parse_header(head: Buffer) -> tuple[bytes, bytes] | None:
-    """(store tag, write id) of an object file's first bytes, None if it has no header."""
-    try:
-        magic, version, tag, write_id = _FILE_HEADER.unpack_from(head)
-    except struct.error:  # shorter than a header
-        return None
-    if magic != _FILE_MAGIC or version != _FILE_VERSION:
-        return None
-    return tag, write_id
-
-
-def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
-    """Write every buffer with ``writev``, resuming after partial writes.
-
-    Linux writes at most ~2 GiB per call, so large objects take several calls;
-    resuming (rather than assuming a full write) avoids silent truncation.
-    """
-    views = [memoryview(p).cast('B') for p in parts]
-    views = [v for v in views if v.nbytes]
-    while views:
-        written = os.writev(fd, views[:_IOV_MAX])
-        while written:
-            head = views[0]
-            if written >= head.nbytes:
-                written -= head.nbytes
-                views.pop(0)
-            else:
-                views[0] = head[written:]
-                written = 0
-
-
-def _read_into(fd: int, size: int) -> bytearray | memoryview:
-    """Read ``size`` bytes of ``fd`` into a new writable buffer (fewer if the file shrank)."""
-    buffer = allocate(size)
-    view = memoryview(buffer)
-    position = 0
-    while position < size:
-        n = os.readv(fd, [view[position:]])
-        if n == 0:  # shrunk by someone else: deserialize reports a truncated payload
-            break
-        position += n
-    return buffer if position == size else view[:position]
-
-
-def _check_args(where: str, store_dir: Any, file_mode: Any, fsync: Any, mapped_reads: Any) -> str:
-    """Validate the constructor arguments; return store_dir as an absolute path."""
-    if store_dir is None or isinstance(store_dir, bytes):
-        raise StoreConfigError(
-            f'{where}: store_dir must be a directory path (str or os.PathLike), got {store_dir!r}.',
-        )
-    try:
-        path = os.fspath(store_dir)
-    except TypeError:
-        raise StoreConfigError(
-            f'{where}: store_dir must be a directory path (str or os.PathLike), got '
-            f'{type(store_dir).__qualname__}.',
-        ) from None
-    if not isinstance(path, str):
-        raise StoreConfigError(f'{where}: store_dir must be a str path, got {path!r}.')
-    if not path:
-        raise StoreConfigError(
-            f'{where}: store_dir is empty. Name the directory explicitly (use "." for the '
-            'current directory).',
-        )
-    if not isinstance(file_mode, int) or isinstance(file_mode, bool):
-        hint = (
-            ' Write it as an int, such as 0o400, not a str.' if isinstance(file_mode, str) else ''
-        )
-        raise StoreConfigError(
-            f'{where}: file_mode must be an int of permission bits, got {file_mode!r}.{hint}',
-        )
-    if not 0 <= file_mode <= 0o777 or not file_mode & 0o400:
-        raise StoreConfigError(
-            f'{where}: file_mode must be permission bits (0 to 0o777) that let the owner '
-            f'read, got {oct(file_mode)}. Use 0o400 (owner only) or 0o440 (group too).',
-        )
-    for arg, value in (('fsync', fsync), ('mapped_reads', mapped_reads)):
-        if not isinstance(value, bool):
-            raise StoreConfigError(f'{where}: {arg} must be True or False, got {value!r}.')
-    return os.path.abspath(os.path.expanduser(path))
-
 
 class FileStore(Store):
-    """Store objects as files in ``store_dir``.
+    """Store objects as files in ``store_dir`` (a :class:`FileConnector` owned by ``name``).
 
     Args:
-        name: Name of the store.
+        name: Name of the store; :meth:`cleanup` removes only this store's files.
         store_dir: Directory of the files; created (mode ``0700``) if missing.
             Use a path on a shared file system to resolve proxies on other
             nodes. ``~`` is expanded; an empty path is refused.
@@ -164,273 +28,53 @@ class FileStore(Store):
             bits are always removed: published objects are read-only.
         fsync: Flush each object to the device before publishing it, so it
             survives a machine crash (slower; not needed for process crashes).
-        mapped_reads: Map large objects where that is safe (see the module
-            docs); ``False`` always reads them into memory.
+        mapped_reads: Map large objects where that is safe (see
+            :mod:`proxystore.connectors.file`); ``False`` always reads them.
         options: Options of every store (``cache_size``, ``cache_bytes``, ``secret``,
             ``signed``, ``stats``): see :class:`~proxystore.store.base.Store`.
 
     Raises:
-        StoreConfigError: an argument is invalid (``store_dir`` empty or not a
-            path, ``file_mode`` not permission bits, ...), or ``store_dir``
-            cannot be created or is not a writable directory.
+        StoreConfigError: an argument is invalid, or ``store_dir`` cannot be
+            created or is not a writable directory.
 
     """
 
-    #: Options that tune this process only (not part of the store's identity).
-    local_options = Store.local_options | {'file_mode', 'fsync', 'mapped_reads'}
+    local_options = Store.local_options | FileConnector.local_options
 
     def __init__(
         self,
         name: str,
-        *,
         store_dir: str | os.PathLike[str],
+        *,
         file_mode: int = 0o400,
         fsync: bool = False,
         mapped_reads: bool = True,
         **options: Any,
     ) -> None:
-        where = f'{type(self).__name__} {name!r}'
-        path = _check_args(where, store_dir, file_mode, fsync, mapped_reads)
-        super().__init__(name, **options)
-        self.store_dir = path
-        self._file_mode = file_mode
-        self._fsync = fsync
-        self._mapped_reads = mapped_reads
-        self._tag = _store_tag(name)
-        self._tmp_prefix = f'{_TMP_PREFIX}{self._tag.hex()}-'
-        #: Whether this object made ``store_dir`` (only then may cleanup() remove it).
-        self._created_dir = False
-        try:
-            self._make_dir()
-        except OSError as e:
-            raise StoreConfigError(
-                f'FileStore {name!r} cannot create store_dir {self.store_dir!r}: {e.strerror}. '
-                'Choose a directory you can write to.',
-            ) from e
-        if not os.path.isdir(self.store_dir) or not os.access(self.store_dir, os.W_OK | os.X_OK):
-            raise StoreConfigError(
-                f'FileStore {name!r}: store_dir {self.store_dir!r} is not a writable directory.',
-            )
+        StoreOptions.parse(type(self).__name__, name, options)  # before creating store_dir
+        connector = FileConnector(
+            store_dir, owner=name, file_mode=file_mode, fsync=fsync, mapped_reads=mapped_reads
+        )
+        super().__init__(name, connector, **options)
 
-    def _config(self) -> dict[str, Any]:
-        return {
-            'store_dir': self.store_dir,
-            'file_mode': self._file_mode,
-            'fsync': self._fsync,
-            'mapped_reads': self._mapped_reads,
-        }
+    @property
+    def store_dir(self) -> str:
+        """The directory of the files (absolute)."""
+        return self._file_connector().store_dir
 
-    def _make_dir(self) -> None:
-        """Create ``store_dir`` (and parents) if missing, and record that this store made it.
+    def _file_connector(self) -> FileConnector:
+        connector = self.connector
+        assert isinstance(connector, FileConnector)
+        return connector
 
-        The record is an extended attribute of the directory naming the store,
-        so its ``cleanup()`` in any process may remove the directory; where
-        the file system has no user attributes, only this object remembers.
-        """
-        if os.path.isdir(self.store_dir):
-            return
-        parent = os.path.dirname(self.store_dir)
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(self.store_dir, 0o700)
-        except FileExistsError:
-            return
-        self._created_dir = True
-        with contextlib.suppress(OSError, AttributeError):  # no xattrs here: memory only
-            os.setxattr(self.store_dir, _CREATED_BY, self._tag)
-
-    def _made_dir(self) -> bool:
-        """Whether this store (this object or another process's) made ``store_dir``."""
-        if self._created_dir:
-            return True
-        try:
-            return os.getxattr(self.store_dir, _CREATED_BY) == self._tag
-        except (OSError, AttributeError):
-            return False
-
-    def _path(self, key: str) -> str:
-        if len(key.encode('utf-8', 'surrogatepass')) > _MAX_NAME_BYTES:
-            raise InvalidKeyError(
-                f'FileStore keys are file names and must encode to at most {_MAX_NAME_BYTES} '
-                f'bytes; {key[:40]!r}... is longer.',
-            )
-        return os.path.join(self.store_dir, key)
-
-    def _io_error(self, e: OSError, action: str, key: str) -> StoreIOError:
-        where = f'{action} key {key!r} of FileStore {self.name!r} in {self.store_dir!r}'
-        if e.errno in _FULL_ERRNOS:
-            reason = {
-                errno.ENOSPC: 'No space left',
-                errno.EDQUOT: 'Disk quota exceeded',
-                errno.EFBIG: 'File size limit exceeded',
-            }[e.errno]
-            return StoreFullError(
-                e.errno,
-                f'{reason} to {where}; nothing was written. Free space, raise the limit, '
-                'or use a store_dir on a larger file system.',
-            )
-        return StoreIOError(e.errno, f'Cannot {where}: {e.strerror or e}.')
-
-    def _put(self, key: str, parts: Sequence[Buffer]) -> None:
-        path = self._path(key)
-        tmp = os.path.join(self.store_dir, f'{self._tmp_prefix}{uuid.uuid4().hex}')
-        header = _FILE_HEADER.pack(_FILE_MAGIC, _FILE_VERSION, self._tag, os.urandom(16))
-        header += bytes(_FILE_HEADER_SIZE - len(header))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        mode = self._file_mode & ~_WRITE_BITS  # the descriptor writes; nobody else can
-        try:
-            try:
-                fd = os.open(tmp, flags, mode)
-            except FileNotFoundError:  # store_dir removed (cleanup()): make it again
-                self._make_dir()
-                fd = os.open(tmp, flags, mode)
-            try:
-                _write_all(fd, [header, *parts])
-                if self._fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise self._io_error(e, 'write', key) from e
-
-    def _read(self, fd: int, st: os.stat_result) -> bytearray | memoryview:
-        """The file's bytes: mapped where that is safe and worth it, else read."""
-        size = st.st_size
-        if (
-            size >= MAP_THRESHOLD
-            and self._mapped_reads
-            and not st.st_mode & _WRITE_BITS
-            and can_map_device(fd, st.st_dev)
-        ):
-            try:
-                return map_file(fd, size)
-            except OSError as e:  # e.g. the process's map limit: a copy still works
-                logger.debug('Reading instead of mapping (%s): %s', e, self.store_dir)
-        return _read_into(fd, size)
-
-    def _get_versioned(self, key: str) -> tuple[Buffer | None, Hashable | None]:
-        """The bytes under ``key`` and a token that changes whenever ``key`` is rewritten."""
-        try:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None, None
-        except OSError as e:
-            raise self._io_error(e, 'read', key) from e
-        try:
-            st = os.fstat(fd)
-            data = self._read(fd, st)
-        except OSError as e:
-            raise self._io_error(e, 'read', key) from e
-        finally:
-            os.close(fd)
-        header = _parse_header(data)
-        write_id = None if header is None else header[1]
-        token = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, write_id)
-        if header is None:  # written before files had headers: the payload is the file
-            return data, token
-        return memoryview(data)[_FILE_HEADER_SIZE:], token
-
-    def _version(self, key: str) -> Hashable | None:
-        """Token of ``key``'s current value (reads the header only), None if missing."""
-        try:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise self._io_error(e, 'read', key) from e
-        try:
-            st = os.fstat(fd)
-            header = _parse_header(os.pread(fd, _FILE_HEADER_SIZE, 0))
-        except OSError as e:
-            raise self._io_error(e, 'read', key) from e
-        finally:
-            os.close(fd)
-        write_id = None if header is None else header[1]
-        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, write_id)
-
-    def _get(self, key: str) -> Buffer | None:
-        return self._get_versioned(key)[0]
-
-    def _exists(self, key: str) -> bool:
-        return os.path.exists(self._path(key))
-
-    def _evict(self, key: str) -> None:
-        try:
-            os.unlink(self._path(key))
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise self._io_error(e, 'delete', key) from e
-
-    def _owns(self, entry: os.DirEntry[str]) -> bool:
-        """Whether ``entry`` is an object file this store (any process) wrote."""
-        if entry.name.startswith('.') or not entry.is_file(follow_symlinks=False):
-            return False
-        try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return False
-        try:
-            header = _parse_header(os.pread(fd, _FILE_HEADER_SIZE, 0))
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-        return header is not None and header[0] == self._tag
+    def _connector_config(self) -> dict[str, Any]:
+        config = self._file_connector().config()
+        config.pop('owner', None)  # the store's name
+        return config
 
     def remove_stale_temporaries(self, age: float = 3600.0) -> int:
         """Delete this store's temporary files older than ``age`` seconds; return how many.
 
-        A writer killed mid-write leaves its temporary file behind (readers
-        never see it). Writes in progress are younger than any sensible
-        ``age``, so this is safe while the store is in use; ``cleanup()``
-        removes them all instead. Other stores' temporary files are left alone.
+        See :meth:`FileConnector.remove_stale_temporaries`.
         """
-        removed = 0
-        cutoff = time.time() - age
-        with contextlib.suppress(FileNotFoundError), os.scandir(self.store_dir) as entries:
-            for entry in entries:
-                if entry.name.startswith(self._tmp_prefix):
-                    with contextlib.suppress(FileNotFoundError):
-                        if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                            os.unlink(entry.path)
-                            removed += 1
-        return removed
-
-    def _cleanup(self) -> None:
-        """Delete what this store wrote: its objects and temporary files, in any process.
-
-        Other files in ``store_dir`` (other stores' objects, anything else)
-        are left alone. The directory itself is removed only if this store
-        created it (this object, or the same store in another process, where
-        the file system keeps extended attributes) and it is then empty. The
-        store stays usable: the next ``set`` creates the directory again.
-        """
-        removed = 0
-        try:
-            entries = os.scandir(self.store_dir)
-        except FileNotFoundError:
-            return
-        with entries:
-            for entry in entries:
-                # A file replaced between the check and the unlink would be a
-                # write under the same key, which cleanup() deletes anyway.
-                if entry.name.startswith(self._tmp_prefix) or self._owns(entry):
-                    try:
-                        os.unlink(entry.path)
-                    except FileNotFoundError:
-                        continue
-                    except OSError as e:
-                        raise self._io_error(e, 'clean up', entry.name) from e
-                    removed += 1
-        logger.debug('FileStore %r removed %d files from %s', self.name, removed, self.store_dir)
-        if self._made_dir():
-            try:
-                os.rmdir(self.store_dir)
-            except OSError as e:  # not empty: someone else's files stay, and so does the directory
-                logger.debug('Kept %s: %s', self.store_dir, e.strerror)
-            else:
-                self._created_dir = False
+        return self._file_connector().remove_stale_temporaries(age)

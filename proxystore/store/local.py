@@ -8,32 +8,25 @@ resolving raises :class:`~proxystore.exceptions.KeyNotFoundError`.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
 from typing import Any
 
-from proxystore.serialize import Buffer
+from proxystore.connectors.local import LocalConnector
 from proxystore.store.base import Store
-from proxystore.store.base import _Object
-from proxystore.store.buffers import allocate
 
 __all__ = ['LocalStore']
 
 
-def _copy(parts: Sequence[Buffer]) -> Buffer:
-    """Concatenate ``parts`` into a new buffer (pre-faulted when large)."""
-    views = [memoryview(p).cast('B') for p in parts]
-    buffer = allocate(sum(v.nbytes for v in views))
-    target = memoryview(buffer)
-    position = 0
-    for view in views:
-        target[position : position + view.nbytes] = view
-        position += view.nbytes
-    return buffer
+class _Held:
+    """An object kept as it is (``serialize=False``): the connector holds it, never bytes."""
+
+    __slots__ = ('obj',)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
 
 
 class LocalStore(Store):
-    """Store objects in a dictionary of this process.
+    """Store objects in a dictionary of this process (a :class:`LocalConnector`).
 
     Serialized objects are kept as a private copy of their bytes, so changing
     an object after ``set`` does not change what ``get`` returns. With
@@ -48,41 +41,18 @@ class LocalStore(Store):
 
     stores_objects = True
 
-    def __init__(
-        self,
-        name: str,
-        **options: Any,
-    ) -> None:
-        super().__init__(name, **options)
-        self._data: dict[str, Any] = {}
-        self._lock = threading.Lock()
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, LocalConnector(), **options)
 
-    def _put(self, key: str, parts: Sequence[Buffer]) -> None:
-        value: Any
-        if len(parts) == 1 and isinstance(parts[0], _Object):
-            value = parts[0]
-        else:
-            value = _copy(parts)
-        with self._lock:
-            self._data[key] = value
+    def _connector_config(self) -> dict[str, Any]:
+        return {}
 
-    def _get(self, key: str) -> Any:
-        with self._lock:
-            value = self._data.get(key)
-        if isinstance(value, _Object) or value is None:
-            return value
-        # A private writable copy: arrays rebuilt over it may be changed freely.
-        return _copy([value])
+    def _raw(self, obj: Any) -> Any:
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return obj
+        return _Held(obj)
 
-    def _exists(self, key: str) -> bool:
-        with self._lock:
-            return key in self._data
-
-    def _evict(self, key: str) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-
-    def _cleanup(self) -> None:
-        """Delete every object."""
-        with self._lock:
-            self._data.clear()
+    def _decode(self, data: Any, deserialize_: bool, key: str) -> Any:
+        if isinstance(data, _Held):
+            return data.obj
+        return super()._decode(data, deserialize_, key)

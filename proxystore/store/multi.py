@@ -24,22 +24,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
 
+from proxystore.connectors.protocol import Entry
 from proxystore.exceptions import BatchSizeMismatchError
 from proxystore.exceptions import KeyNotFoundError
 from proxystore.exceptions import NotBytesError
 from proxystore.exceptions import StoreConfigError
-from proxystore.factory import StoreFactory
 from proxystore.proxy import Proxy
 from proxystore.serialize import Buffer
 from proxystore.serialize import payload_size
 from proxystore.store import registry
 from proxystore.store.base import Store
-from proxystore.store.base import check_key
-from proxystore.store.base import check_keys
+from proxystore.store.factory import StoreFactory
+from proxystore.store.keys import check_key
+from proxystore.store.keys import check_keys
 from proxystore.store.stats import TimeStats
 from proxystore.utils import class_path
 
@@ -115,7 +117,7 @@ class MultiStore(Store):
             raise StoreConfigError(f'owns_routes must be True or False, got {owns_routes!r}.')
         self._routes: list[Route] = _check_routes(name, routes)
         # No cache of our own (the routes cache) and no signing (route 0's serializer is used).
-        super().__init__(name, cache_size=0, cache_bytes=0, signed=False)
+        super().__init__(name, _RoutedBytes(self), cache_size=0, cache_bytes=0, signed=False)
         self._owns_routes = owns_routes
         self._index: dict[str, Store] = {}
         self._lock = threading.Lock()
@@ -505,12 +507,13 @@ class MultiStore(Store):
                 return found
         return {}
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """With ``owns_routes``, close every route; else nothing (the routes are shared)."""
         if self._owns_routes:
             for store, _ in self._routes:
                 store.close()
 
-    def _cleanup(self) -> None:
+    def cleanup(self) -> None:
         """Forget the key index; with ``owns_routes``, clean up every route (see each backend)."""
         with self._lock:
             self._index.clear()
@@ -522,21 +525,43 @@ class MultiStore(Store):
         super()._after_fork()
         self._lock = threading.Lock()
 
-    # -- byte level: a multi store moves no bytes itself; delegate to the routes --
 
-    def _put(self, key: str, parts: Sequence[Buffer]) -> None:
+class _RoutedBytes:
+    """The multi store's connector: bytes by key go through the route stores.
+
+    A multi store moves no bytes itself; this only serves the few generic
+    :class:`Store` paths that read or write bytes by key.
+    """
+
+    def __init__(self, store: MultiStore) -> None:
+        self._store = weakref.proxy(store)
+
+    def put(self, key: str, parts: Sequence[Buffer]) -> None:
         data = parts[0] if len(parts) == 1 else b''.join(parts)
-        self.set(data, key=key, serialize=False)
+        self._store.set(data, key=key, serialize=False)
 
-    def _get(self, key: str) -> Buffer | None:
-        data: Buffer | None = self.get(key, deserialize=False)
-        return data
+    def put_batch(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
+        for key, parts in items:
+            self.put(key, parts)
 
-    def _exists(self, key: str) -> bool:
-        return self.exists(key)
+    def get(self, key: str) -> Entry | None:
+        data: Buffer | None = self._store.get(key, deserialize=False)
+        return None if data is None else (data, True)
 
-    def _evict(self, key: str) -> None:
-        self.evict(key)
+    def get_batch(self, keys: Sequence[str]) -> list[Entry | None]:
+        return [self.get(key) for key in keys]
+
+    def exists(self, key: str) -> bool:
+        return bool(self._store.exists(key))
+
+    def evict(self, key: str) -> None:
+        self._store.evict(key)
+
+    def close(self) -> None:
+        """Closing is the multi store's (see :meth:`MultiStore.close`)."""
+
+    def config(self) -> dict[str, Any]:
+        return {}
 
 
 def _factory(proxy: Proxy[Any]) -> StoreFactory[Any]:

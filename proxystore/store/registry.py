@@ -25,6 +25,9 @@ from typing import Union
 from proxystore.exceptions import MissingDependencyError
 from proxystore.exceptions import StoreConfigError
 from proxystore.exceptions import UnknownStoreTypeError
+from proxystore.proxy import get_factory
+from proxystore.proxy import is_proxy
+from proxystore.store.options import OPTION_NAMES
 from proxystore.utils import class_path
 from proxystore.utils import import_class
 
@@ -128,8 +131,6 @@ def load_store_class(path: str) -> type[Store]:
         UnknownStoreTypeError: ``path`` does not name a :class:`Store` subclass.
 
     """
-    from proxystore.store.base import Store
-
     known = _classes.get(path)
     if known is not None:
         return known
@@ -145,23 +146,28 @@ def load_store_class(path: str) -> type[Store]:
         raise UnknownStoreTypeError(f'Cannot import store class {path!r}: {e}') from e
     except (AttributeError, ValueError, ImportError) as e:
         raise UnknownStoreTypeError(f'Cannot import store class {path!r}: {e}') from e
-    if not (isinstance(cls, type) and issubclass(cls, Store)):
+    if not _is_store_class(cls):
         raise UnknownStoreTypeError(f'{path!r} is not a proxystore.store.base.Store subclass.')
     _classes[path] = cls
-    return cls
+    found: type[Store] = cls
+    return found
+
+
+def _is_store_class(cls: Any) -> bool:
+    # Duck-typed, so the registry never imports the store layer above it.
+    return isinstance(cls, type) and all(
+        callable(getattr(cls, attr, None)) for attr in ('from_config', 'identity_config', 'config')
+    )
 
 
 def _store_class(store_type: Any) -> type[Store]:
-    from proxystore.store.base import Store
-
     if isinstance(store_type, STORES):
         return store_type.load()
     if isinstance(store_type, str):
         return STORES.from_name(store_type).load()
-    if isinstance(store_type, type) and issubclass(store_type, Store):
-        if store_type is Store:
-            raise UnknownStoreTypeError('Store is abstract; pass a backend such as RedisStore.')
-        return store_type
+    if _is_store_class(store_type):
+        checked: type[Store] = store_type
+        return checked
     raise UnknownStoreTypeError(
         f'Store type must be a name, a STORES member or a Store subclass, got {store_type!r}. '
         f'Valid names: {", ".join(repr(m.name.lower()) for m in STORES)}.',
@@ -201,24 +207,23 @@ def init_store(store_type: StoreType, name: str, **kwargs: Any) -> Store:
 def _check_arguments(cls: type[Store], name: str, kwargs: dict[str, Any]) -> None:
     """Raise a StoreConfigError that names unknown or missing constructor arguments.
 
-    A backend whose constructor takes ``**options`` passes them to
+    A store constructor that takes ``**options`` passes them to
     :class:`~proxystore.store.base.Store`, so those are checked against the
-    base constructor's parameters.
+    store options (:data:`~proxystore.store.options.OPTION_NAMES`).
     """
     import difflib
     import inspect
-
-    from proxystore.store.base import Store
 
     signature = inspect.signature(cls)
     params = dict(signature.parameters)
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         params.update(
-            (n, p)
-            for n, p in inspect.signature(Store).parameters.items()
-            if p.kind is p.KEYWORD_ONLY
+            (n, inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None))
+            for n in OPTION_NAMES
         )
     problems = []
+    if isinstance(kwargs.get('connector'), str):  # a class path: the rest are its arguments
+        return
     for arg in kwargs:
         if arg not in params or params[arg].kind is inspect.Parameter.VAR_KEYWORD:
             close = difflib.get_close_matches(arg, list(params), n=1)
@@ -271,14 +276,9 @@ def get_store(name_or_proxy: Any) -> Store | None:
     when the proxy resolves) without resolving the proxy. Returns ``None``
     for an unknown name or a proxy that no store made.
     """
-    from proxystore.proxy import Proxy
-    from proxystore.proxy import get_factory
-
-    if isinstance(name_or_proxy, Proxy):
-        from proxystore.factory import StoreFactory
-
-        factory = get_factory(name_or_proxy)
-        return factory.get_store() if isinstance(factory, StoreFactory) else None
+    if is_proxy(name_or_proxy):
+        get = getattr(get_factory(name_or_proxy), 'get_store', None)
+        return get() if callable(get) else None
     return _stores.get(name_or_proxy)
 
 
@@ -296,8 +296,7 @@ def identity(store: Store) -> _Identity:
 
 
 def _identity(cls: type[Store], name: str, config: dict[str, Any]) -> _Identity:
-    shared = {k: v for k, v in config.items() if k not in cls.local_options}
-    return (class_path(cls), name, _freeze(shared))
+    return (class_path(cls), name, _freeze(cls.identity_config(config)))
 
 
 def _freeze(value: Any) -> Hashable:

@@ -179,13 +179,13 @@ def test_threads_share_one_store_object(store: Store, record_property: Any) -> N
 def test_cache_is_not_repopulated_by_a_read_that_raced_a_write(store: Store, writer: str) -> None:
     """Deterministic interleaving of the race the thread stress test can only hit by chance.
 
-    Thread R: cache miss, ``_get_versioned`` returns v1 ... (paused) ... caches v1.
+    Thread R: cache miss, ``connector.get`` returns v1 ... (paused) ... caches v1.
     Thread W:                     set(v2) or evict(), both invalidating the cache.
     Afterwards a non-strict get must not return v1.
     """
     key = store.set('v1', key=f'race-{writer}')
     entered, release = threading.Event(), threading.Event()
-    original = store._get_versioned  # what Store.get reads through, on every backend
+    original = store.connector.get  # what Store.get reads through, on every backend
 
     def paused_get(k: str) -> Any:
         data = original(k)
@@ -194,7 +194,7 @@ def test_cache_is_not_repopulated_by_a_read_that_raced_a_write(store: Store, wri
             release.wait(10)
         return data
 
-    store._get_versioned = paused_get  # type: ignore[method-assign]
+    store.connector.get = paused_get  # type: ignore[method-assign]
     reader = threading.Thread(target=store.get, args=(key,), name='reader')
     reader.start()
     assert entered.wait(10)

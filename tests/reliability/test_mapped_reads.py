@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import proxystore.store.buffers as buffers
-from proxystore.store.buffers import LOCAL_FILE_SYSTEMS
-from proxystore.store.buffers import REMOTE_FILE_SYSTEMS
-from proxystore.store.buffers import can_map
-from proxystore.store.buffers import file_system_type
+import proxystore.connectors.buffers as buffers
+from proxystore.connectors.buffers import LOCAL_FILE_SYSTEMS
+from proxystore.connectors.buffers import REMOTE_FILE_SYSTEMS
+from proxystore.connectors.buffers import can_map
+from proxystore.connectors.buffers import file_system_type
 from proxystore.store.file import FileStore
 from proxystore.store.shm import SharedMemoryStore
 

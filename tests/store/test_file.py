@@ -68,7 +68,7 @@ def test_io_error_names_store_key_and_dir(tmp_path: Path) -> None:
     blocker = tmp_path / 'file'
     blocker.write_text('x')
     store = FileStore('f', store_dir=tmp_path / 's')
-    store.store_dir = str(blocker)  # a directory that became a file behind our back
+    store.connector.store_dir = str(blocker)  # type: ignore[attr-defined]  # a directory that became a file behind our back
     with pytest.raises(StoreIOError) as info:
         store.set('x', key='k1')
     assert isinstance(info.value, OSError)
@@ -80,9 +80,9 @@ def test_io_error_names_store_key_and_dir(tmp_path: Path) -> None:
 def test_remove_stale_temporaries(tmp_path: Path) -> None:
     store = FileStore('f', store_dir=tmp_path)
     key = store.set('kept')
-    stale = tmp_path / f'{store._tmp_prefix}dead-writer'
-    fresh = tmp_path / f'{store._tmp_prefix}live-writer'
-    others = tmp_path / f'{FileStore("other", store_dir=tmp_path)._tmp_prefix}dead-writer'
+    stale = tmp_path / f'{store.connector._tmp_prefix}dead-writer'
+    fresh = tmp_path / f'{store.connector._tmp_prefix}live-writer'
+    others = tmp_path / f'{FileStore("other", store_dir=tmp_path).connector._tmp_prefix}dead-writer'
     for path in (stale, fresh, others):
         path.write_bytes(b'partial')
     os.utime(stale, (1, 1))
@@ -127,16 +127,16 @@ def test_cleanup_keeps_files_it_did_not_write(tmp_path: Path) -> None:
     mine = [store.set(np.arange(i + 1)) for i in range(3)] + [store.set(b'raw', serialize=False)]
     mine.append(store.set(np.zeros(1 << 18)))  # 2 MiB: a mapped read
     theirs = other.set('not yours')
-    (directory / f'{store._tmp_prefix}killed-writer').write_bytes(b'partial')
-    (directory / f'{other._tmp_prefix}killed-writer').write_bytes(b'partial')
+    (directory / f'{store.connector._tmp_prefix}killed-writer').write_bytes(b'partial')
+    (directory / f'{other.connector._tmp_prefix}killed-writer').write_bytes(b'partial')
     store.cleanup()
     assert all(not (directory / key).exists() for key in mine)
     for name, content in files.items():
         assert (directory / name).read_bytes() == content
     assert (directory / 'subdir' / 'inner').read_bytes() == b'inner'
     assert other.get(theirs) == 'not yours'
-    assert (directory / f'{other._tmp_prefix}killed-writer').exists()
-    assert not (directory / f'{store._tmp_prefix}killed-writer').exists()
+    assert (directory / f'{other.connector._tmp_prefix}killed-writer').exists()
+    assert not (directory / f'{store.connector._tmp_prefix}killed-writer').exists()
     assert directory.is_dir()  # the store did not create it
 
 
@@ -251,18 +251,18 @@ def test_version_changes_when_another_process_overwrites(tmp_path: Path, method:
 
     store = FileStore('v', store_dir=tmp_path)
     key = store.set('old value')
-    data, token = store._get_versioned(key)
+    data, token = store.connector.get(key)
     assert data is not None and token is not None
-    assert store._version(key) == token  # unchanged key: equal tokens
-    assert store._get_versioned(key)[1] == token
+    assert store.connector.version(key) == token  # unchanged key: equal tokens
+    assert store.connector.get(key)[1] == token
     proc = multiprocessing.get_context(method).Process(
         target=_overwrite_in_child, args=(str(tmp_path), key)
     )
     proc.start()
     proc.join(60)
     assert proc.exitcode == 0
-    assert store._version(key) != token
-    assert store._get_versioned(key)[1] == store._version(key)
+    assert store.connector.version(key) != token
+    assert store.connector.get(key)[1] == store.connector.version(key)
 
 
 def test_version_changes_on_every_rewrite_even_with_equal_stat(tmp_path: Path) -> None:
@@ -270,13 +270,13 @@ def test_version_changes_on_every_rewrite_even_with_equal_stat(tmp_path: Path) -
     store = FileStore('v', store_dir=tmp_path)
     other = FileStore('v2', store_dir=tmp_path)
     key = store.set(b'x' * 100)
-    seen = {store._version(key)}
+    seen = {store.connector.version(key)}
     for writer in (other, store, other, store):
         writer.set(b'x' * 100, key=key)
-        seen.add(store._version(key))
+        seen.add(store.connector.version(key))
     assert len(seen) == 5
-    assert store._version('missing') is None
-    assert store._get_versioned('missing') == (None, None)
+    assert store.connector.version('missing') is None
+    assert store.connector.get('missing') is None
 
 
 def _read_in_child(name: str, store_dir: str, key: str) -> object:

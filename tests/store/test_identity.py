@@ -122,7 +122,7 @@ def test_init_store_closes_the_store_it_replaces() -> None:
     closed: list[str] = []
 
     class Closing(LocalStore):
-        def _close(self) -> None:
+        def close(self) -> None:
             closed.append(self.name)
 
     first = ps.store.init_store(Closing, name='replaced')

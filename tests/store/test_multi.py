@@ -240,7 +240,7 @@ def test_keys_written_by_another_client_are_found(multi: MultiStore) -> None:
 
 
 def _resolve_in_child(data: bytes, queue: Any) -> None:
-    from proxystore.store.base import _live_stores
+    from proxystore.store.objects import _live_stores
 
     before = set(registry._stores)
     proxy = pickle.loads(data)

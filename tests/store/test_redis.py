@@ -9,8 +9,8 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
+from proxystore.connectors import redis as redis_module  # noqa: E402
 from proxystore.exceptions import StoreConnectionError  # noqa: E402
-from proxystore.store import redis as redis_module  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
 

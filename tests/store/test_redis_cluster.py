@@ -12,11 +12,11 @@ import pytest
 redis = pytest.importorskip('redis')
 
 import proxystore as ps  # noqa: E402
+from proxystore.connectors import redis as redis_module  # noqa: E402
 from proxystore.exceptions import SerializationError  # noqa: E402
 from proxystore.exceptions import StoreConfigError  # noqa: E402
 from proxystore.exceptions import StoreConnectionError  # noqa: E402
 from proxystore.exceptions import StoreIOError  # noqa: E402
-from proxystore.store import redis as redis_module  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402
 from tests.cluster import Node  # noqa: E402
@@ -91,15 +91,15 @@ def test_chunked_object_stays_in_one_slot(
 def test_versions_on_the_cluster(redis_cluster: Cluster) -> None:
     store = _store(redis_cluster)
     key = store.set('one', key='versioned')
-    data, token = store._get_versioned(key)
+    data, token = store.connector.get(key)
     assert data is not None and token is not None
-    assert store._version(key) == token
+    assert store.connector.version(key) == token
     store.set('two', key=key)
-    assert store._version(key) not in (None, token)
+    assert store.connector.version(key) not in (None, token)
     keys = store.set_batch([1, 2, 3])
-    versions = store._get_batch_versioned([*keys, 'absent'])
-    assert all(v is not None for _, v in versions[:3]) and versions[3] == (None, None)
-    assert store._version('absent') is None
+    entries = store.connector.get_batch([*keys, 'absent'])
+    assert all(e is not None and e[1] is not None for e in entries[:3]) and entries[3] is None
+    assert store.connector.version('absent') is None
     store.evict(key)
 
 
@@ -108,7 +108,7 @@ def test_foreign_values_on_the_cluster(redis_cluster: Cluster) -> None:
     client = redis.cluster.RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
     client.set('plain-value', b'plain bytes')
     assert store.get('plain-value', deserialize=False) == b'plain bytes'
-    assert store._version('plain-value') is None
+    assert store.connector.version('plain-value') is None
     client.hset('a-hash', 'f', 'v')
     with pytest.raises(SerializationError, match='Redis hash'):
         store.get('a-hash')
@@ -215,7 +215,7 @@ def test_resharding_mid_use_is_followed(private_cluster: Cluster) -> None:
     got = store.get_batch(keys)
     assert all(np.array_equal(g, v) for g, v in zip(got, values))
     assert store.get(keys[0]) is not None
-    assert store._version(keys[0]) is not None
+    assert store.connector.version(keys[0]) is not None
     # New keys in the migrating slot are created on the importing node (ASK + ASKING).
     store.set('new', key='{moving}-new')
     assert store.get('{moving}-new') == 'new'

@@ -20,7 +20,7 @@ import pytest
 redis = pytest.importorskip('redis')
 
 import proxystore as ps  # noqa: E402
-from proxystore.store import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis as redis_module  # noqa: E402
 from proxystore.store.base import Store  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 from tests.conftest import _make_store  # noqa: E402
@@ -71,9 +71,10 @@ def test_env_var_turns_the_fast_path_off(
     redis_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv('PROXYSTORE_REDIS_FAST_PATH', 'off')
-    assert not RedisStore('off', hostname=redis_address[0], port=redis_address[1])._fast_path
+    off = RedisStore('off', hostname=redis_address[0], port=redis_address[1])
+    assert not off.connector._fast_path  # type: ignore[attr-defined]
     monkeypatch.setenv('PROXYSTORE_REDIS_FAST_PATH', '1')
-    assert RedisStore('on', hostname=redis_address[0], port=redis_address[1])._fast_path
+    assert RedisStore('on', hostname=redis_address[0], port=redis_address[1]).connector._fast_path
 
 
 class _WrappedSocket:
@@ -108,15 +109,15 @@ def test_a_different_private_surface_falls_back_to_plain_calls(
     probe = redis_module._probe_fast_path
     monkeypatch.setattr(redis_module, '_probe_fast_path', lambda c: probes.append(c) or probe(c))
     store = RedisStore('wrapped', hostname=redis_address[0], port=redis_address[1])
-    assert store._fast_path
-    store._client.connection_pool.connection_class = _WrappingConnection
-    store._client.connection_pool.disconnect()
+    assert store.connector._fast_path
+    store.connector._client.connection_pool.connection_class = _WrappingConnection
+    store.connector._client.connection_pool.disconnect()
     data = np.arange(5000, dtype=np.uint16)  # 10 kB: ten chunks
     keys = store.set_batch([data, b'x', data])
     assert np.array_equal(store.get(keys[0]), data) and store.get(keys[1]) == b'x'
     assert [len(x) for x in store.get_batch(keys)] == [5000, 1, 5000]
-    token = store._get_versioned(keys[0])[1]
-    assert isinstance(token, bytes) and token == store._version(keys[0])
+    token = store.connector.get(keys[0])[1]
+    assert isinstance(token, bytes) and token == store.connector.version(keys[0])
     assert redis.Redis(host=redis_address[0], port=redis_address[1]).llen(keys[0]) > 10
     assert len(probes) == 1  # once per connection class and redis-py version
 

@@ -17,7 +17,7 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
-from proxystore.store import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis as redis_module  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def _raw(address: tuple[str, int]) -> tuple[socket.socket, Any]:
 def test_store_connections_speak_resp2(redis_address: tuple[str, int]) -> None:
     store = RedisStore('resp', hostname=redis_address[0], port=redis_address[1])
     store.set(b'x', serialize=False)  # opens a connection the fast path uses
-    info = store._client.execute_command('CLIENT', 'INFO')
+    info = store.connector._client.execute_command('CLIENT', 'INFO')
     assert b'resp=2' in info.split()
 
 
@@ -51,7 +51,7 @@ def test_reader_skips_a_tracking_invalidation_push(redis_address: tuple[str, int
         sock.sendall(redis_module._command(b'LRANGE', key.encode(), b'0', b'-1'))
         reply = reader.read_list(0)  # the push arrived first; before: "did not write"
         assert reply is not None and bytes(reply[0]) == b'payload'
-        assert reply[1] == store._version(key)
+        assert reply[1] == store.connector.version(key)
         sock.sendall(redis_module._command(b'PING'))
         assert reader.reply() == b'PONG'  # in step: nothing of the push was left behind
     finally:

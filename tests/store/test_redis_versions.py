@@ -19,8 +19,8 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
+from proxystore.connectors import redis as redis_module  # noqa: E402
 from proxystore.serialize import serialize  # noqa: E402
-from proxystore.store import redis as redis_module  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
 
@@ -30,13 +30,15 @@ def _store(address: tuple[str, int], **kwargs: Any) -> RedisStore:
 
 def _overwrite(host: str, port: int, key: str, value: bytes, chunk: int | None = None) -> bytes:
     """Run in a child process: rewrite ``key`` and return the token it now has."""
-    from proxystore.store import redis as module
+    from proxystore.connectors import redis as module
 
     if chunk is not None:
         module._CHUNK = chunk
-    store = module.RedisStore('child', hostname=host, port=port)
+    from proxystore.store.redis import RedisStore
+
+    store = RedisStore('child', hostname=host, port=port)
     store.set(value, key=key, serialize=False)
-    token = store._version(key)
+    token = store.connector.version(key)
     store.close()
     assert isinstance(token, bytes)
     return token
@@ -44,40 +46,40 @@ def _overwrite(host: str, port: int, key: str, value: bytes, chunk: int | None =
 
 def test_missing_key_has_no_version(redis_address: tuple[str, int]) -> None:
     store = _store(redis_address)
-    assert store._version('never-written') is None
-    assert store._get_versioned('never-written') == (None, None)
+    assert store.connector.version('never-written') is None
+    assert store.connector.get('never-written') is None
 
 
 def test_token_is_stable_until_the_key_is_rewritten(redis_address: tuple[str, int]) -> None:
     store = _store(redis_address)
     key = store.set(b'one', serialize=False)
-    data, token = store._get_versioned(key)
+    data, token = store.connector.get(key)
     assert bytes(data) == b'one'  # type: ignore[arg-type]
     assert token is not None
-    assert store._version(key) == token
-    assert store._version(key) == token
-    assert store._get_versioned(key)[1] == token
+    assert store.connector.version(key) == token
+    assert store.connector.version(key) == token
+    assert store.connector.get(key)[1] == token
     store.set(b'one', key=key, serialize=False)  # same bytes, new write: new token
-    assert store._version(key) not in (None, token)
+    assert store.connector.version(key) not in (None, token)
     store.evict(key)
-    assert store._version(key) is None
+    assert store.connector.version(key) is None
 
 
 def test_another_store_object_changes_the_token(redis_address: tuple[str, int]) -> None:
     mine, theirs = _store(redis_address), _store(redis_address)
     key = mine.set([1, 2, 3])
-    before = mine._version(key)
+    before = mine.connector.version(key)
     theirs.set([4, 5, 6], key=key)
-    data, after = mine._get_versioned(key)
+    data, after = mine.connector.get(key)
     assert after is not None and after != before
-    assert after == theirs._version(key)
+    assert after == theirs.connector.version(key)
     assert mine._decode(data, True, key) == [4, 5, 6]
 
 
 def test_batch_writes_give_each_key_its_own_token(redis_address: tuple[str, int]) -> None:
     store = _store(redis_address)
     keys = store.set_batch([b'a', b'a', b'a'], serialize=False)
-    tokens = [store._version(k) for k in keys]
+    tokens = [store.connector.version(k) for k in keys]
     assert None not in tokens and len(set(tokens)) == 3
 
 
@@ -86,16 +88,16 @@ def test_another_process_changes_the_token(redis_address: tuple[str, int], metho
     host, port = redis_address
     store = _store(redis_address)
     key = store.set(b'parent', serialize=False)
-    _, before = store._get_versioned(key)
+    _, before = store.connector.get(key)
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(1) as pool:
         child_token = pool.apply(_overwrite, (host, port, key, b'child'))
-        data, after = store._get_versioned(key)
+        data, after = store.connector.get(key)
         assert bytes(data) == b'child'  # type: ignore[arg-type]
         assert after == child_token != before
         # Rewritten again with identical bytes: the token still moves.
         again = pool.apply(_overwrite, (host, port, key, b'child'))
-    assert again != child_token and store._version(key) == again
+    assert again != child_token and store.connector.version(key) == again
 
 
 def test_values_written_with_plain_set_are_unversioned(redis_address: tuple[str, int]) -> None:
@@ -105,9 +107,9 @@ def test_values_written_with_plain_set_are_unversioned(redis_address: tuple[str,
     payload = b''.join(bytes(p) for p in [serialize({'x': 1})])
     client.set(key, payload)
     store = _store(redis_address)
-    data, token = store._get_versioned(key)
+    data, token = store.connector.get(key)
     assert bytes(data) == payload and token is None  # type: ignore[arg-type]
-    assert store._version(key) is None
+    assert store.connector.version(key) is None
     assert store.get(key) == {'x': 1}
 
 
@@ -122,8 +124,9 @@ def test_get_and_get_batch_read_each_key_once(redis_address: tuple[str, int]) ->
         return {c: int(stats.get(f'cmdstat_{c}', {}).get('calls', 0)) for c in ('lrange', 'lindex')}
 
     before = calls()
-    assert [bytes(b) for b in store._get_batch(keys)] == [b'a', b'b', b'c']  # type: ignore[arg-type]
-    assert bytes(store._get(keys[0])) == b'a'  # type: ignore[arg-type]
+    entries = store.connector.get_batch(keys)
+    assert [bytes(e[0]) for e in entries if e is not None] == [b'a', b'b', b'c']
+    assert bytes(store.connector.get(keys[0])[0]) == b'a'  # type: ignore[arg-type]
     after = calls()
     assert after['lrange'] - before['lrange'] == 4
     assert after['lindex'] == before['lindex']
@@ -135,7 +138,7 @@ def _check_consistent(
     """Read ``key`` repeatedly; every read must be one whole value, and one token one value."""
     seen: dict[bytes, bytes] = {}
     for _ in range(reads):
-        data, token = reader._get_versioned(key)
+        data, token = reader.connector.get(key)
         assert data is not None and isinstance(token, bytes)
         value = bytes(data)
         assert value in values, 'a reader saw a mix of two values'
@@ -199,11 +202,11 @@ def test_lists_with_the_older_head_stay_readable_and_unversioned(
     client.rpush(key, struct.pack('<4sQ', b'PXSL', len(payload)), payload[:10], payload[10:])
     store = _store(redis_address)
     assert store.get(key) == [1, 2, 3]
-    assert store._version(key) is None
-    data, token = store._get_versioned(key)
+    assert store.connector.version(key) is None
+    data, token = store.connector.get(key)
     assert bytes(data) == payload and token is None  # type: ignore[arg-type]
     store.set([4], key=key)  # rewritten in the new layout: versioned from now on
-    assert isinstance(store._version(key), bytes)
+    assert isinstance(store.connector.version(key), bytes)
     assert client.lindex(key, 0)[:4] == b'PXSV'
 
 
@@ -211,7 +214,7 @@ def _rewrite_with_inherited_store(store: RedisStore, key: str, queue: Any) -> No
     """Run in a forked child: use the parent's store object (and its pooled connections)."""
     try:
         store.set(b'from the fork', key=key, serialize=False)
-        queue.put(store._version(key))
+        queue.put(store.connector.version(key))
     except BaseException as e:  # reported to the parent, which fails the test
         queue.put(repr(e))
 
@@ -219,7 +222,7 @@ def _rewrite_with_inherited_store(store: RedisStore, key: str, queue: Any) -> No
 def test_forked_child_rewrites_through_the_inherited_store(redis_address: tuple[str, int]) -> None:
     store = _store(redis_address)
     key = store.set(b'parent', serialize=False)
-    before = store._version(key)  # the parent's pool now holds a connection
+    before = store.connector.version(key)  # the parent's pool now holds a connection
     ctx = multiprocessing.get_context('fork')
     queue = ctx.Queue()
     child = ctx.Process(target=_rewrite_with_inherited_store, args=(store, key, queue))
@@ -227,6 +230,6 @@ def test_forked_child_rewrites_through_the_inherited_store(redis_address: tuple[
     token = queue.get(timeout=60)
     child.join(60)
     assert child.exitcode == 0 and isinstance(token, bytes), token
-    data, after = store._get_versioned(key)
+    data, after = store.connector.get(key)
     assert bytes(data) == b'from the fork' and after == token != before  # type: ignore[arg-type]
     assert store.get(key, deserialize=False) == b'from the fork'

@@ -36,7 +36,7 @@ def test_get_store_unknown_is_none() -> None:
     assert ps.store.get_store('never-made') is None
 
 
-@pytest.mark.parametrize('bad', ['nosuch', 'redis-cluster', 3, Store, dict])
+@pytest.mark.parametrize('bad', ['nosuch', 'redis-cluster', 3, dict])
 def test_unknown_store_type(bad: Any) -> None:
     with pytest.raises(UnknownStoreTypeError) as info:
         ps.store.init_store(bad, name='x')
@@ -65,6 +65,7 @@ def test_missing_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setitem(sys.modules, 'redis', None)  # simulates an absent package
     monkeypatch.delitem(sys.modules, 'proxystore.store.redis', raising=False)
+    monkeypatch.delitem(sys.modules, 'proxystore.connectors.redis', raising=False)
     # ... in a process that never imported the backend (no remembered classes).
     monkeypatch.setattr(registry, '_classes', {})
     monkeypatch.setattr(ps.utils, '_imported', {})

@@ -1,0 +1,1462 @@
+"""Objects on a Redis server or a Redis Cluster: :class:`RedisConnector`.
+
+Each object is a Redis *list*: a 28-byte head (``b'PXSV'``, the payload's
+total length and a random 16-byte version token) followed by the payload in
+chunks of at most 256 MiB, under Redis's 512 MB bulk-string limit. Writing
+replaces the list in one ``MULTI``/``EXEC`` transaction, so readers see the
+old object or the new one, never a mix, and every write gets a new token
+(``LINDEX key 0`` reads it without the payload). Lists with the older 12-byte
+head (``b'PXSL'``, no token) are still read, as unversioned values.
+
+Large values bypass redis-py's command packing and reply parsing, which copy
+every byte two or three times: commands are framed here and the payload's own
+buffers (array memory included) are handed to ``sendall``; replies are read
+with ``recv_into`` straight into one preallocated, writable buffer. Everything
+else (connections, authentication, TLS, small replies) is redis-py's. Values
+written by other tools with plain ``SET`` are still readable (unversioned).
+That fast path uses private redis-py surface (a connection's ``_sock``): the
+first connection of each class and redis-py version is probed
+(``_fast_path_supported``), and if the probe fails, or
+``PROXYSTORE_REDIS_FAST_PATH=0`` is set, the same commands are framed and
+parsed by redis-py (``_pack_transaction_plain``, ``RedisConnector._read_plain``).
+Connections ask for RESP2; the reply reader skips RESP3 push frames anyway.
+
+With ``cluster=True`` the store talks to a Redis Cluster through redis-py's
+``RedisCluster`` (any node is an entry point). The fast path above still
+runs, on the connection pool of the master serving each key's slot: batches
+are grouped by node (one round trip per node) and written as one ``MULTI``
+transaction per slot; ``MOVED`` replies refresh the slot table and retry,
+``ASK`` replies retry on the importing node after ``ASKING`` (a multi-key
+transaction answered ``TRYAGAIN`` there is split per key), as redis-py does
+for its own commands. With ``replicas_ack=N`` each node's writes end with
+``WAIT N``, on the same connection. The cluster-only code is
+``_ClusterRoutes`` and ``RedisConnector._on_nodes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import logging
+import math
+import os
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from collections.abc import Hashable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from proxystore.connectors.buffers import allocate
+from proxystore.connectors.protocol import Entry
+from proxystore.exceptions import ProxyStoreError
+from proxystore.exceptions import SerializationError
+from proxystore.exceptions import StoreAuthenticationError
+from proxystore.exceptions import StoreConfigError
+from proxystore.exceptions import StoreConnectionError
+from proxystore.exceptions import StoreError
+from proxystore.exceptions import StoreFullError
+from proxystore.exceptions import StoreIOError
+from proxystore.serialize import Buffer
+
+__all__ = ['RedisConnector']
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar('T')
+
+_CHUNK = 256 * 1024 * 1024
+#: Head of every list written now: magic, payload length, version token.
+_HEAD = struct.Struct('<4sQ16s')
+_HEAD_MAGIC = b'PXSV'
+#: Head written before per-key versions (read, never written): magic, length.
+_OLD_HEAD = struct.Struct('<4sQ')
+_OLD_HEAD_MAGIC = b'PXSL'
+_TOKEN_SIZE = 16
+#: No writer of this format puts more than this in one list element (Redis's
+#: default bulk-string limit; chunks are 256 MiB), so a head announcing more
+#: than ``(elements - 1) * _MAX_ELEMENT`` bytes is corrupt, not large.
+_MAX_ELEMENT = 512 * 1024 * 1024
+_CRLF = b'\r\n'
+_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Not in every redis-py this package supports (>= 4.2): matched by name as well.
+_OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
+    c for c in [getattr(redis.exceptions, 'OutOfMemoryError', None)] if c is not None
+)
+_NO_PERMISSION: tuple[type[Exception], ...] = tuple(
+    c for c in [getattr(redis.exceptions, 'NoPermissionError', None)] if c is not None
+)
+
+
+def _chunks(parts: Sequence[Buffer], size: int) -> list[memoryview]:
+    """Split the payload's buffers into views of at most ``size`` bytes (no copies)."""
+    chunks = []
+    for part in parts:
+        view = memoryview(part).cast('B')
+        for start in range(0, view.nbytes, size):
+            chunks.append(view[start : start + size])
+    return chunks
+
+
+def _bulk(data: bytes) -> bytes:
+    return b'$%d\r\n%s\r\n' % (len(data), data)
+
+
+def _list_groups(parts: Sequence[Buffer]) -> list[list[Buffer]]:
+    """The list elements of one object (head, then chunks), grouped one ``RPUSH`` each.
+
+    The head carries a fresh random token, so every write (even of identical
+    bytes, from any process) gives the key a new version. Elements are
+    grouped into as few ``RPUSH`` commands as keep each under 256 MiB (and so
+    under Redis's query-buffer limit). Payload views are not copied.
+    """
+    chunks = _chunks(parts, _CHUNK)
+    total = sum(c.nbytes for c in chunks)
+    groups: list[list[Buffer]] = [[_HEAD.pack(_HEAD_MAGIC, total, os.urandom(_TOKEN_SIZE))]]
+    size = 0
+    for chunk in chunks:
+        if size + chunk.nbytes > _CHUNK:
+            groups.append([])
+            size = 0
+        groups[-1].append(chunk)
+        size += chunk.nbytes
+    return groups
+
+
+def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
+    """Frame ``DEL key`` and ``RPUSH key head chunk...``; payload views are not copied.
+
+    Returns the buffers to send and the number of commands they contain.
+    """
+    groups = _list_groups(parts)
+    out: list[Buffer] = [b'*2\r\n$3\r\nDEL\r\n' + _bulk(key)]
+    for group in groups:
+        out.append(b'*%d\r\n$5\r\nRPUSH\r\n' % (len(group) + 2) + _bulk(key))
+        for item in group:
+            out.append(b'$%d\r\n' % memoryview(item).nbytes)
+            out.append(item)
+            out.append(_CRLF)
+    return out, 1 + len(groups)
+
+
+def _command(*args: bytes) -> bytes:
+    """One RESP command, framed (small arguments only)."""
+    return b'*%d\r\n' % len(args) + b''.join(_bulk(a) for a in args)
+
+
+_MULTI = _command(b'MULTI')
+_EXEC = _command(b'EXEC')
+_ASKING = _command(b'ASKING')
+
+
+def _pack_transaction(
+    items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
+) -> tuple[list[Buffer], int]:
+    """Frame ``[ASKING] MULTI (DEL, RPUSH...) per item EXEC``; payloads are not copied.
+
+    Returns the buffers and the number of queued commands.
+    """
+    buffers: list[Buffer] = [_ASKING, _MULTI] if asking else [_MULTI]
+    queued = 0
+    for key, parts in items:
+        packed, commands = _pack_put(key.encode('utf-8'), parts)
+        buffers.extend(packed)
+        queued += commands
+    buffers.append(_EXEC)
+    return buffers, queued
+
+
+def _pack_transaction_plain(
+    connection: Any, items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
+) -> tuple[list[Any], int]:
+    """The fallback's ``_pack_transaction``: the same commands, framed by redis-py."""
+    commands: list[tuple[Any, ...]] = [('ASKING',)] if asking else []
+    commands.append(('MULTI',))
+    for key, parts in items:
+        commands.append(('DEL', key))
+        commands.extend(('RPUSH', key, *group) for group in _list_groups(parts))
+    queued = len(commands) - 1 - asking  # DEL and RPUSH commands
+    commands.append(('EXEC',))
+    return list(connection.pack_commands(commands)), queued
+
+
+def _read_transaction(connection: Any, queued: int, *, asking: bool = False) -> Exception | None:
+    """Read the replies of one ``_pack_transaction``: the first error, or None.
+
+    Every reply is consumed even after an error, so the connection stays
+    usable for the replies that follow it in the same pipeline.
+    """
+    errors: list[Exception] = []
+    for _ in range(queued + 1 + asking):  # +OK for ASKING and MULTI, +QUEUED per command
+        try:
+            connection.read_response()
+        except redis.exceptions.ResponseError as e:
+            errors.append(e)
+    try:
+        replies = connection.read_response()
+    except redis.exceptions.ResponseError as e:  # EXECABORT after a queuing error
+        return errors[0] if errors else e
+    for reply in replies or ():
+        if isinstance(reply, Exception):
+            return reply
+    return errors[0] if errors else None
+
+
+def _wait_command(replicas: int, timeout: float) -> bytes:
+    """``WAIT replicas milliseconds``: blocks until the connection's writes reached replicas."""
+    return _command(b'WAIT', b'%d' % replicas, b'%d' % max(1, int(timeout * 1000)))
+
+
+def _redirection(error: Exception | str) -> tuple[str, str] | None:
+    """``('MOVED' or 'ASK', 'host:port')`` of a cluster redirection error, else None.
+
+    ``('TRYAGAIN', '')`` for a multi-key transaction on a slot being migrated.
+
+    redis-py strips the ``MOVED``/``ASK`` prefix into its error class; this
+    module's own reply reader keeps it: both forms are recognised.
+    """
+    if isinstance(error, redis.exceptions.MovedError):
+        return 'MOVED', f'{error.host}:{error.port}'
+    if isinstance(error, redis.exceptions.AskError):
+        return 'ASK', f'{error.host}:{error.port}'
+    if isinstance(error, redis.exceptions.TryAgainError) or str(error).startswith('TRYAGAIN'):
+        return 'TRYAGAIN', ''  # a multi-key request on a slot being migrated: split, retry
+    words = str(error).split()
+    if len(words) == 3 and words[0] in ('MOVED', 'ASK'):
+        return words[0], words[2]
+    return None
+
+
+class _ClusterRoutes:
+    """Which master serves a key, and that master's connection pool (cluster only).
+
+    A thin layer over redis-py's slot table (``RedisCluster.nodes_manager``),
+    so a ``MOVED`` that redis-py follows for its own commands also fixes ours.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def node(self, key: str) -> str:
+        """``host:port`` of the master serving ``key``'s slot (per the cached table)."""
+        return str(self.client.get_node_from_key(key).name)
+
+    def slot(self, key: str) -> int:
+        return int(self.client.keyslot(key))
+
+    def pool(self, name: str) -> Any:
+        """The connection pool of node ``name`` (``host:port``), learning the node if new."""
+        node = self.client.get_node(node_name=name)
+        if node is None:
+            self.refresh()
+            node = self.client.get_node(node_name=name)
+        if node is None:  # an ASK target the cluster does not list
+            raise redis.exceptions.ConnectionError(f'Redis Cluster node {name} is unknown')
+        connection = node.redis_connection or self.client.get_redis_connection(node)
+        return connection.connection_pool
+
+    def refresh(self) -> None:
+        """Reload the slot table from any reachable node (after MOVED or a failure)."""
+        with contextlib.suppress(
+            redis.exceptions.RedisError, redis.exceptions.RedisClusterException
+        ):
+            self.client.nodes_manager.initialize()
+
+
+def _coalesce(buffers: Sequence[Buffer], small: int = 65536) -> list[Buffer]:
+    """Join runs of small buffers so each ``sendall`` moves a useful amount.
+
+    Large buffers (array data) pass through as views; only framing and small
+    payloads are copied.
+    """
+    out: list[Buffer] = []
+    run: list[Buffer] = []
+    run_size = 0
+    for buffer in buffers:
+        n = memoryview(buffer).nbytes
+        if n >= small:
+            if run:
+                out.append(b''.join(run))
+                run, run_size = [], 0
+            out.append(buffer)
+            continue
+        run.append(buffer)
+        run_size += n
+        if run_size >= small:
+            out.append(b''.join(run))
+            run, run_size = [], 0
+    if run:
+        out.append(b''.join(run))
+    return out
+
+
+def _parse_head(head: Buffer) -> tuple[int, bytes | None] | None:
+    """``(payload length, version token)`` of a list head this store wrote, else None.
+
+    The older head layout has no token (None): such values are unversioned.
+    """
+    if len(head) == _HEAD.size and head[:4] == _HEAD_MAGIC:
+        _, total, token = _HEAD.unpack(head)
+        return total, bytes(token)
+    if len(head) == _OLD_HEAD.size and head[:4] == _OLD_HEAD_MAGIC:
+        return _OLD_HEAD.unpack(head)[1], None
+    return None
+
+
+class _BadValue(Exception):
+    """Raised inside a read when the value of the ``index``-th key is not one we can read.
+
+    Never leaves this module: the store turns it into a
+    :class:`~proxystore.exceptions.SerializationError` (or ``MemoryError``)
+    that names the key and the server. Not a connection error, so the read is
+    not retried; the half-read connection is dropped.
+    """
+
+    def __init__(self, index: int, reason: str, *, size: int | None = None) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+        self.size = size  # set when a plausible value did not fit in local memory
+
+
+def _response_error(error: redis.exceptions.ResponseError) -> redis.exceptions.ResponseError:
+    """The redis-py class of an error reply this module read itself (CLUSTERDOWN, TRYAGAIN)."""
+    message = str(error)
+    for prefix, cls in (
+        ('CLUSTERDOWN', redis.exceptions.ClusterDownError),
+        ('TRYAGAIN', redis.exceptions.TryAgainError),
+    ):
+        if message.startswith(prefix + ' '):
+            return cls(message[len(prefix) + 1 :])
+    return error
+
+
+class _ReplyReader:
+    """Reads RESP replies from a connection's socket, bulk data straight into our buffers."""
+
+    def __init__(self, sock: Any) -> None:
+        self._file = sock.makefile('rb', buffering=65536)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def line(self) -> bytes:
+        line = self._file.readline(65536)
+        if not line.endswith(_CRLF):
+            raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
+        return bytes(line[:-2])
+
+    def header(self) -> bytes:
+        """The first line of the next reply, after skipping RESP3 push and attribute frames.
+
+        A RESP2 connection never receives them, and the store asks for RESP2;
+        but a RESP3 connection (a newer redis-py's default, or ``HELLO 3``)
+        may get ``>`` pushes (client tracking invalidations, maintenance
+        notices) between replies at any time: they are read and dropped, not
+        taken for the reply.
+        """
+        while True:
+            line = self.line()
+            if line[:1] not in (b'>', b'|'):
+                return line
+            self._skip(line)  # an attribute (|) precedes the reply it annotates
+
+    def _skip(self, line: bytes) -> None:
+        """Read and drop the rest of the RESP2/RESP3 value whose first line is ``line``."""
+        kind = line[:1]
+        if kind in (b'$', b'=', b'!'):  # bulk string, verbatim string, bulk error
+            size = int(line[1:])
+            if size >= 0:
+                self.exact(memoryview(bytearray(size + 2)))
+        elif kind in (b'*', b'>', b'~', b'%', b'|'):  # array, push, set, map, attribute
+            count = int(line[1:]) * (2 if kind in (b'%', b'|') else 1)
+            for _ in range(max(count, 0)):
+                self._skip(self.line())
+        # Anything else (+ - : _ , # () is one line, already read.
+
+    def reply(self) -> bytes | redis.exceptions.ResponseError:
+        """A simple reply's text (``+PONG`` gives ``b'PONG'``), or its error; other replies raw."""
+        line = self.header()
+        if line[:1] == b'-':
+            return redis.exceptions.ResponseError(line[1:].decode(errors='replace'))
+        if line[:1] in (b'$', b'*', b'=', b'!', b'~', b'%'):
+            self._skip(line)
+        return line[1:] if line[:1] == b'+' else line
+
+    def exact(self, view: memoryview) -> None:
+        filled = 0
+        while filled < view.nbytes:
+            n = self._file.readinto(view[filled:])
+            if not n:
+                raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
+            filled += n
+
+    def bulk_into(self, view: memoryview) -> None:
+        """Read a bulk string whose header was consumed, plus its CRLF, into ``view``."""
+        self.exact(view)
+        self.exact(memoryview(bytearray(2)))
+
+    def read_list(
+        self, index: int
+    ) -> tuple[Buffer, bytes | None] | redis.exceptions.ResponseError | None:
+        """Read an LRANGE reply: ``(payload, token)``, an error reply, or None if empty.
+
+        Raises:
+            _BadValue: the list was not written by this store, or its chunks
+                disagree with its head (the rest of the reply is left unread).
+
+        """
+        line = self.header()
+        if line[:1] == b'-':
+            message = line[1:].decode(errors='replace')
+            if message.startswith('LOADING'):  # transient: retried like a lost connection
+                raise redis.exceptions.BusyLoadingError(message)
+            if message.startswith(('NOAUTH', 'WRONGPASS')):
+                raise redis.exceptions.AuthenticationError(message)
+            return redis.exceptions.ResponseError(message)  # NOPERM, WRONGTYPE: per key
+        if line[:1] == b'_':  # RESP3 null
+            return None
+        if line[:1] != b'*':
+            raise redis.exceptions.InvalidResponse(f'Protocol error: {line[:40]!r} for LRANGE')
+        count = int(line[1:])
+        if count <= 0:
+            return None
+        size = int(self.line()[1:])
+        # Checked before reading: a foreign list's first element may be huge.
+        if size not in (_HEAD.size, _OLD_HEAD.size):
+            raise _BadValue(index, 'a Redis list that ProxyStore did not write')
+        head = bytearray(size)
+        self.bulk_into(memoryview(head))
+        total, token = _check_head(index, head, count)
+        buffer = _allocate(index, total)
+        view = memoryview(buffer)
+        position = 0
+        for _ in range(count - 1):
+            length = int(self.line()[1:])
+            if position + length > total:
+                raise _BadValue(
+                    index, f'a corrupt object: longer than the {total} bytes its head announces'
+                )
+            self.bulk_into(view[position : position + length])
+            position += length
+        if position != total:
+            raise _BadValue(
+                index,
+                f'a corrupt object: {position} bytes where its head announces {total}',
+            )
+        return buffer, token
+
+
+def _send_lranges(connection: Any, keys: Sequence[str], indexes: list[int], asking: bool) -> None:
+    """Pipeline ``LRANGE key 0 -1`` for ``keys[i]`` (each after ``ASKING`` when following ASK)."""
+    commands: list[tuple[Any, ...]] = []
+    for i in indexes:
+        if asking:
+            commands.append(('ASKING',))
+        commands.append(('LRANGE', keys[i], 0, -1))
+    connection.send_packed_command(connection.pack_commands(commands))
+
+
+def _check_head(index: int, head: Buffer, count: int) -> tuple[int, bytes | None]:
+    """``(total, token)`` of a list's head, refusing foreign lists and impossible sizes.
+
+    Shared by the fast reader and the fallback: a head announcing more than
+    its ``count - 1`` chunks can hold is corrupt, and is refused before any
+    allocation.
+    """
+    parsed = _parse_head(head)
+    if parsed is None:
+        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
+    total, token = parsed
+    if total > (count - 1) * _MAX_ELEMENT:
+        raise _BadValue(
+            index, f'a corrupt object: its head announces {total} bytes in {count - 1} chunks'
+        )
+    return total, token
+
+
+def _allocate(index: int, total: int) -> Buffer:
+    try:
+        return allocate(total)
+    except (MemoryError, OSError) as e:
+        raise _BadValue(index, str(e) or type(e).__name__, size=total) from e
+
+
+def _assemble_list(index: int, elements: Any) -> tuple[Buffer, bytes | None] | None:
+    """The fallback's ``read_list``: ``(payload, token)`` from LRANGE's elements, None if empty.
+
+    Raises:
+        _BadValue: as ``_ReplyReader.read_list`` (lengths are checked before allocating).
+
+    """
+    if not elements:
+        return None
+    if not all(isinstance(e, bytes) for e in elements):
+        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
+    if len(elements[0]) not in (_HEAD.size, _OLD_HEAD.size):
+        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
+    total, token = _check_head(index, elements[0], len(elements))
+    size = sum(len(e) for e in elements[1:])
+    if size > total:
+        raise _BadValue(
+            index, f'a corrupt object: longer than the {total} bytes its head announces'
+        )
+    if size != total:
+        raise _BadValue(index, f'a corrupt object: {size} bytes where its head announces {total}')
+    buffer = _allocate(index, total)
+    view = memoryview(buffer)
+    position = 0
+    for element in elements[1:]:
+        view[position : position + len(element)] = element
+        position += len(element)
+    return buffer, token
+
+
+#: Set to ``0`` to make the Redis connector use only redis-py's public connection calls.
+_FAST_PATH_ENV = 'PROXYSTORE_REDIS_FAST_PATH'
+#: Methods of a redis-py connection the fast path calls, besides the private ``_sock``.
+_FAST_PATH_METHODS = ('connect', 'disconnect', 'send_packed_command', 'read_response')
+#: Outcome of ``_probe_fast_path`` per connection class and redis-py version.
+_FAST_PATH_SUPPORT: dict[tuple[type, str], bool] = {}
+
+
+def _fast_path_wanted() -> bool:
+    """False if ``PROXYSTORE_REDIS_FAST_PATH`` turns the fast path off (``0``, ``false``...)."""
+    value = os.environ.get(_FAST_PATH_ENV, '').strip().lower()
+    return value not in ('0', 'false', 'no', 'off')
+
+
+def _probe_fast_path(connection: Any) -> bool:
+    """Check that ``connection`` has the private surface the fast path uses, and that it works.
+
+    The fast path frames commands itself, sends them with
+    ``send_packed_command`` (raw buffers, unchanged) and reads replies from
+    the connection's private ``_sock``. A ``PING`` sent and read that way
+    must come back as ``+PONG`` (or an error reply, e.g. an ACL refusal).
+    Connection errors propagate (the caller retries); any other surprise
+    means the surface differs: False.
+    """
+    if not all(callable(getattr(connection, m, None)) for m in _FAST_PATH_METHODS):
+        return False
+    if not hasattr(connection, '_sock'):
+        return False
+    connection.connect()
+    sock = getattr(connection, '_sock', None)
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return False
+    connection.send_packed_command([memoryview(_command(b'PING'))])
+    reader = _ReplyReader(sock)
+    try:
+        reply = reader.reply()
+    finally:
+        reader.close()
+    return reply == b'PONG' or isinstance(reply, redis.exceptions.ResponseError)
+
+
+def _fast_path_supported(connection: Any) -> bool:
+    """``_probe_fast_path``, run once per connection class and redis-py version.
+
+    A failed probe leaves the connection in an unknown state: it is closed
+    (redis-py reconnects it on its next command).
+    """
+    key = (type(connection), redis.__version__)
+    supported = _FAST_PATH_SUPPORT.get(key)
+    if supported is None:
+        try:
+            supported = _probe_fast_path(connection)
+        except _CONNECTION_ERRORS:
+            raise
+        except (redis.exceptions.RedisError, AttributeError, TypeError, ValueError) as e:
+            logger.debug('Redis fast path probe failed: %r', e)
+            supported = False
+        if not supported:
+            logger.warning(
+                'redis-py %s (%s) differs from what the Redis connector fast path expects: '
+                'using plain redis-py calls (slower for large objects).',
+                redis.__version__,
+                key[0].__qualname__,
+            )
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+        _FAST_PATH_SUPPORT[key] = supported
+    return supported
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_keepalive_options(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        _is_int(k) and (_is_int(v) or isinstance(v, bytes)) for k, v in value.items()
+    )
+
+
+_STR = (_is_optional_str, 'a str or None')
+_BOOL = (_is_bool, 'True or False')
+#: ``redis_kwargs`` options accepted, with a check of the value and what it accepts.
+#: Only options that change how a connection is secured or kept alive: they
+#: travel inside proxies, so each must be a plain, picklable value.
+_ACCEPTED_KWARGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    'ssl': _BOOL,
+    'ssl_keyfile': _STR,
+    'ssl_certfile': _STR,
+    'ssl_cert_reqs': (
+        lambda v: v in ('none', 'optional', 'required') or isinstance(v, ssl.VerifyMode),
+        "'none', 'optional', 'required' or an ssl.VerifyMode",
+    ),
+    'ssl_ca_certs': _STR,
+    'ssl_ca_path': _STR,
+    'ssl_ca_data': _STR,
+    'ssl_check_hostname': _BOOL,
+    'ssl_password': _STR,
+    'ssl_min_version': (
+        lambda v: v is None or isinstance(v, ssl.TLSVersion),
+        'an ssl.TLSVersion or None',
+    ),
+    'ssl_ciphers': _STR,
+    'ssl_validate_ocsp': _BOOL,
+    'ssl_validate_ocsp_stapled': _BOOL,
+    'ssl_ocsp_expected_cert': _STR,
+    'socket_keepalive': _BOOL,
+    'socket_keepalive_options': (_is_keepalive_options, 'a dict of int options to int or bytes'),
+    'socket_read_size': (lambda v: _is_int(v) and v > 0, 'an int > 0'),
+    'health_check_interval': (
+        lambda v: (_is_int(v) or (isinstance(v, float) and math.isfinite(v))) and v >= 0,
+        'a number of seconds >= 0',
+    ),
+    'max_connections': (lambda v: v is None or (_is_int(v) and v > 0), 'an int > 0 or None'),
+    'client_name': _STR,
+    'lib_name': _STR,
+    'lib_version': _STR,
+}
+#: Options whose other values would change the replies this module parses
+#: itself (bytes, RESP2) or how keys are encoded: only their defaults pass.
+_FIXED_KWARGS: dict[str, tuple[Any, ...]] = {
+    'decode_responses': (False,),
+    'protocol': (None, 2, '2'),
+    'encoding': ('utf-8', 'utf8', 'UTF-8'),
+    'encoding_errors': ('strict',),
+}
+#: ``redis.Redis`` options that RedisStore sets from its own arguments.
+_OWN_KWARGS = {
+    'host': 'hostname',
+    'port': 'port',
+    'db': 'db',
+    'username': 'username',
+    'password': 'password',
+    'socket_timeout': 'timeout',
+    'socket_connect_timeout': 'timeout',
+    'retry': 'retries',
+    'retry_on_error': 'retries',
+    'retry_on_timeout': 'retries',
+}
+
+
+def _redis_parameters() -> set[str]:
+    return set(inspect.signature(redis.Redis.__init__).parameters) - {'self'}
+
+
+def _with_resp2(redis_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``redis_kwargs`` with ``protocol=2`` where redis-py has the option (5.0+).
+
+    redis-py 8 defaults to RESP3; asking for RESP2 keeps the replies this
+    module reads itself in one protocol, and the server then sends no push
+    frames (RESP3 maintenance notices, tracking invalidations). The accepted
+    ``protocol`` values (None, 2) all mean RESP2 here.
+    """
+    kwargs = {k: v for k, v in redis_kwargs.items() if k != 'protocol'}
+    if 'protocol' in _redis_parameters():
+        kwargs['protocol'] = 2
+    return kwargs
+
+
+def _check_redis_kwargs(redis_kwargs: Any) -> dict[str, Any]:
+    """Return a copy of ``redis_kwargs`` if RedisStore can work with every option in it.
+
+    Raises:
+        StoreConfigError: naming the first option that is refused and why.
+
+    """
+    if redis_kwargs is None:
+        return {}
+    if not isinstance(redis_kwargs, Mapping) or not all(isinstance(k, str) for k in redis_kwargs):
+        raise StoreConfigError(
+            f'RedisStore redis_kwargs must be a dict of redis.Redis keyword arguments '
+            f'(str keys) or None, got {redis_kwargs!r}.',
+        )
+    accepted = ', '.join(sorted(_ACCEPTED_KWARGS))
+    parameters = _redis_parameters()
+    for option, value in redis_kwargs.items():
+        if option in _OWN_KWARGS:
+            raise StoreConfigError(
+                f'RedisStore redis_kwargs may not set {option!r}: pass '
+                f'{_OWN_KWARGS[option]}= to RedisStore instead.',
+            )
+        if option in _FIXED_KWARGS:
+            if value not in _FIXED_KWARGS[option] or isinstance(value, bool) != isinstance(
+                _FIXED_KWARGS[option][0], bool
+            ):
+                raise StoreConfigError(
+                    f'RedisStore redis_kwargs {option}={value!r} is not supported: RedisStore '
+                    'reads replies itself as raw bytes over the RESP2 protocol, with UTF-8 '
+                    f'keys. Remove {option!r} (its default, '
+                    f'{_FIXED_KWARGS[option][0]!r}, is the only value accepted).',
+                )
+            continue
+        if option not in _ACCEPTED_KWARGS:
+            if option in parameters:
+                reason = (
+                    'it changes how RedisStore connects or what the server replies, or holds '
+                    'a live object that cannot travel inside proxies'
+                )
+            else:
+                close = difflib.get_close_matches(
+                    option, [*_ACCEPTED_KWARGS, *_OWN_KWARGS, *_FIXED_KWARGS], n=1
+                )
+                reason = 'redis.Redis has no such option' + (
+                    f' (did you mean {close[0]!r}?)' if close else ''
+                )
+            raise StoreConfigError(
+                f'RedisStore redis_kwargs option {option!r} is not supported: {reason}. '
+                f'Accepted options: {accepted}.',
+            )
+        check, expected = _ACCEPTED_KWARGS[option]
+        if not check(value):
+            raise StoreConfigError(
+                f'RedisStore redis_kwargs {option} must be {expected}, got {value!r}.',
+            )
+        if option not in parameters:
+            raise StoreConfigError(
+                f'RedisStore redis_kwargs option {option!r} needs a newer redis-py than '
+                f'{redis.__version__}: upgrade it (pip install -U redis) or remove the option.',
+            )
+    return dict(redis_kwargs)
+
+
+def _check_arguments(
+    hostname: Any,
+    port: Any,
+    db: Any,
+    username: Any,
+    password: Any,
+    share_credentials: Any,
+    timeout: Any,
+    retries: Any,
+) -> None:
+    """Raise :class:`StoreConfigError` naming the first argument of a wrong type or range."""
+
+    def fail(argument: str, accepted: str, value: Any) -> StoreConfigError:
+        return StoreConfigError(
+            f'RedisStore {argument} must be {accepted}, got {value!r} ({type(value).__name__}).',
+        )
+
+    if (
+        not isinstance(hostname, str)
+        or not hostname
+        or any(c.isspace() or not c.isprintable() for c in hostname)
+    ):
+        raise fail('hostname', 'a non-empty host name or address (str, no spaces)', hostname)
+    if not _is_int(port) or not 0 < port < 65536:
+        raise fail('port', 'an int from 1 to 65535', port)
+    if not _is_int(db) or db < 0:
+        raise fail('db', 'an int >= 0 (a Redis database number)', db)
+    if not _is_optional_str(username):
+        raise fail('username', 'a str or None', username)
+    if not _is_optional_str(password):
+        raise fail('password', 'a str or None', password)
+    if not _is_bool(share_credentials):
+        raise fail('share_credentials', 'True or False', share_credentials)
+    if (
+        not (_is_int(timeout) or isinstance(timeout, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise fail('timeout', 'a finite number of seconds > 0', timeout)
+    if not _is_int(retries) or retries < 0:
+        raise fail('retries', 'an int >= 0', retries)
+
+
+def _check_cluster_arguments(cluster: Any, replicas_ack: Any, db: Any) -> None:
+    """Raise :class:`StoreConfigError` for a bad ``cluster`` or ``replicas_ack``."""
+    if not _is_bool(cluster):
+        raise StoreConfigError(
+            f'RedisStore cluster must be True or False, got {cluster!r} '
+            f'({type(cluster).__name__}).',
+        )
+    if not _is_int(replicas_ack) or replicas_ack < 0:
+        raise StoreConfigError(
+            f'RedisStore replicas_ack must be an int >= 0 (replicas that must hold each write '
+            f'before set returns), got {replicas_ack!r} ({type(replicas_ack).__name__}).',
+        )
+    if cluster and db != 0:
+        raise StoreConfigError(
+            f'RedisStore db must be 0 with cluster=True (a Redis Cluster has only database 0), '
+            f'got {db!r}.',
+        )
+
+
+class RedisConnector:
+    """Keep objects on a Redis server or a Redis Cluster.
+
+    Args:
+        hostname: Redis server host.
+        port: Redis server port.
+        db: Redis database number.
+        username: Redis ACL user name.
+        password: Redis password.
+        share_credentials: Put ``username``/``password`` in the store's
+            configuration, which travels inside every proxy, so workers can
+            connect without their own credentials. Off by default: a pickled
+            proxy is then safe to log or send anywhere, and workers read
+            ``PROXYSTORE_REDIS_USERNAME``/``PROXYSTORE_REDIS_PASSWORD``.
+        timeout: Seconds to wait for the server when connecting and for each
+            reply before raising :class:`~proxystore.exceptions.StoreConnectionError`.
+        retries: Reconnect attempts (with exponential backoff) after a
+            connection error before giving up.
+        cluster: ``hostname``/``port`` name any node of a Redis Cluster:
+            objects spread over its masters by key (see ``docs/scaling.md``).
+            Needs ``db=0`` (a cluster has one database).
+        replicas_ack: After each write, wait (``WAIT``) until this many
+            replicas of the key's master hold it, for at most half of
+            ``timeout``; fewer raise
+            :class:`~proxystore.exceptions.StoreIOError`. 0 (the default)
+            does not wait.
+        redis_kwargs: Extra keyword arguments for ``redis.Redis``: TLS
+            (``ssl=True``, ``ssl_ca_certs=...``) and keep-alive options. They
+            travel inside proxies, so put no secrets here. Options that would
+            change the replies (``decode_responses``, ``protocol``,
+            ``encoding``...) or duplicate an argument above are refused.
+
+    Raises:
+        StoreConfigError: an argument has the wrong type or range (the
+            message names it and what is accepted), ``redis_kwargs`` holds
+            an option the store cannot work with, or ``cluster=True`` names
+            a server that is not a cluster node.
+        StoreConnectionError: ``cluster=True`` and no node is reachable
+            (the slot table is read at construction).
+
+    """
+
+    #: Options that tune this process only (not part of a store's identity).
+    local_options = frozenset({'timeout', 'retries', 'replicas_ack'})
+
+    def __init__(
+        self,
+        hostname: str,
+        port: int,
+        *,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        share_credentials: bool = False,
+        timeout: float = 30.0,
+        retries: int = 3,
+        cluster: bool = False,
+        replicas_ack: int = 0,
+        redis_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        _check_arguments(
+            hostname, port, db, username, password, share_credentials, timeout, retries
+        )
+        _check_cluster_arguments(cluster, replicas_ack, db)
+        self._redis_kwargs = _check_redis_kwargs(redis_kwargs)
+        self.hostname = hostname
+        self.port = port
+        self._db = db
+        self._username = username or os.environ.get('PROXYSTORE_REDIS_USERNAME') or None
+        self._password = password or os.environ.get('PROXYSTORE_REDIS_PASSWORD') or None
+        self._share_credentials = share_credentials
+        self._timeout = timeout
+        self._retries = retries
+        self._cluster = cluster
+        self._replicas_ack = replicas_ack
+        self._routes: _ClusterRoutes | None = None
+        self._fast_path = _fast_path_wanted()
+        if cluster:
+            self._routes = _ClusterRoutes(self._connect_cluster())
+            self._client: Any = self._routes.client
+        else:
+            self._client = redis.Redis(
+                host=hostname,
+                port=self.port,
+                db=db,
+                username=self._username,
+                password=self._password,
+                socket_timeout=timeout,
+                socket_connect_timeout=min(timeout, 5.0),
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+                retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+                **_with_resp2(self._redis_kwargs),
+            )
+
+    def _connect_cluster(self) -> Any:
+        """A ``RedisCluster`` client; reads the slot table from the entry node now."""
+        from redis.cluster import RedisCluster
+
+        try:
+            return RedisCluster(
+                host=self.hostname,
+                port=self.port,
+                username=self._username,
+                password=self._password,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=min(self._timeout, 5.0),
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), self._retries),
+                # Slots of a dead master fail; the other masters keep serving.
+                require_full_coverage=False,
+                **_with_resp2(self._redis_kwargs),
+            )
+        except redis.exceptions.RedisClusterException as e:
+            message = str(e)
+            if 'cannot be connected' in message:  # redis-py < 5 drops the reason: ask the node
+                reason = self._entry_error()
+                message += f' ({reason})' if reason is not None else ''
+            if any(
+                m in message
+                for m in ('NOAUTH', 'WRONGPASS', 'authenticated', 'Authentication', 'password')
+            ):
+                # redis-py wraps the node's authentication error in its own.
+                where = f'Redis Cluster at {self.hostname}:{self.port}'
+                raise self._auth_error(where, redis.exceptions.AuthenticationError(message)) from e
+            if 'not enabled' in message.lower() or 'cluster mode' in message.lower():
+                raise StoreConfigError(
+                    f'RedisStore cluster=True, but {self.hostname}:{self.port} is not a Redis '
+                    f'Cluster node ({e}). Pass cluster=False for a single server.',
+                ) from e
+            raise StoreConnectionError(
+                f'Cannot reach the Redis Cluster at {self.hostname}:{self.port}: '
+                f'{message.rstrip(". ")}. Check that the node is running and '
+                'that this host can connect to it; any node of the cluster is a valid entry point.',
+            ) from e
+        except redis.exceptions.RedisError as e:
+            with self._errors():
+                raise
+            raise AssertionError('unreachable') from e  # pragma: no cover
+
+    def _entry_error(self) -> Exception | None:
+        """Why the entry node refuses a plain connection (e.g. authentication), if it does."""
+        client = redis.Redis(
+            host=self.hostname,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            socket_timeout=min(self._timeout, 5.0),
+            socket_connect_timeout=min(self._timeout, 5.0),
+            **_with_resp2(self._redis_kwargs),
+        )
+        try:
+            client.ping()
+        except redis.exceptions.RedisError as e:
+            return e
+        finally:
+            client.close()
+        return None
+
+    def __repr__(self) -> str:
+        kind = 'cluster' if self._cluster else 'server'
+        return f'{type(self).__name__}({self.hostname!r}, {self.port}, {kind})'
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this connector (credentials only if shared).
+
+        Defaults are left out, which keeps pickled proxies small.
+        """
+        config: dict[str, Any] = {'hostname': self.hostname, 'port': self.port}
+        if self._db:
+            config['db'] = self._db
+        if self._timeout != 30.0:
+            config['timeout'] = self._timeout
+        if self._retries != 3:
+            config['retries'] = self._retries
+        if self._cluster:
+            config['cluster'] = True
+        if self._replicas_ack:
+            config['replicas_ack'] = self._replicas_ack
+        if self._redis_kwargs:
+            config['redis_kwargs'] = self._redis_kwargs
+        if self._share_credentials:
+            config.update(
+                username=self._username,
+                password=self._password,
+                share_credentials=True,
+            )
+        return config
+
+    def where(self, key: str | None = None, node: str | None = None) -> str:
+        """The server (or cluster node) and key, for error messages."""
+        if node is not None and node.startswith("b'"):  # redis-py < 4.3 names b'host':port
+            node = node[2:].replace("':", ':', 1)
+        if self._routes is not None:
+            if node is None and key is not None:
+                with contextlib.suppress(Exception):
+                    node = self._routes.node(key)
+            where = f'Redis Cluster node {node or "?"} (entry {self.hostname}:{self.port}'
+            return where + (f', key {key!r})' if key is not None else ')')
+        where = f'Redis at {self.hostname}:{self.port}'
+        return where + (f' (key {key!r})' if key is not None else '')
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None, node: str | None = None) -> Iterator[None]:
+        """Translate redis-py errors into ProxyStore errors naming host, port and key."""
+        try:
+            yield
+        except ProxyStoreError:
+            raise
+        except (
+            redis.exceptions.ClusterDownError,
+            redis.exceptions.TryAgainError,
+            redis.exceptions.ClusterError,
+            redis.exceptions.RedisClusterException,
+        ) as e:
+            reason = str(e).rstrip('.') or type(e).__name__
+            raise StoreConnectionError(
+                f'{self.where(key, node)} cannot serve the request now: {reason}. A master '
+                'may be down (its slots fail until a replica takes over) or slots are moving: '
+                'retry shortly, or raise retries=.',
+            ) from e
+        except redis.exceptions.AuthenticationError as e:
+            raise self._auth_error(self.where(key, node), e) from e
+        except redis.exceptions.BusyLoadingError as e:
+            raise StoreConnectionError(
+                f'{self.where(key, node)} is still loading its data set: {str(e).rstrip(".")}. '
+                'Retry shortly, or raise retries= so the store waits for it.',
+            ) from e
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
+            # OSError: socket errors and timeouts of this module's own reply reader.
+            reason = str(e).rstrip('.') or type(e).__name__
+            raise StoreConnectionError(
+                f'Cannot reach {self.where(key, node)}: {reason}. Check that redis-server is '
+                'running and that this host can connect to that address.',
+            ) from e
+        except redis.exceptions.ResponseError as e:
+            # redis-py strips the OOM/NOPERM prefix it turns into a class: test both.
+            message = str(e)
+            if isinstance(e, _OUT_OF_MEMORY) or message.startswith('OOM'):
+                raise StoreFullError(
+                    f'{self.where(key, node)} is out of memory (maxmemory reached), nothing was '
+                    f'written: {message}. Evict objects, or raise maxmemory on the server.',
+                ) from e
+            if isinstance(e, _NO_PERMISSION) or message.startswith('NOPERM'):
+                raise self._auth_error(self.where(key, node), e) from e
+            if message.startswith('NOAUTH'):
+                raise self._auth_error(self.where(key, node), e) from e
+            raise StoreError(f'{self.where(key, node)} refused the command: {message}') from e
+        except redis.exceptions.RedisError as e:
+            raise StoreError(f'{self.where(key, node)} failed: {e}') from e
+
+    @staticmethod
+    def _auth_error(where: str, e: Exception) -> StoreAuthenticationError:
+        if isinstance(e, _NO_PERMISSION) or 'no permissions' in str(e):
+            return StoreAuthenticationError(
+                f'{where} refused the command for this user: {e}. Grant the user the '
+                'commands and keys the store needs (RPUSH, DEL, MULTI, EXEC, LRANGE, LINDEX, '
+                'GET, EXISTS, TYPE) with ACL SETUSER, or connect as another user.',
+            )
+        return StoreAuthenticationError(
+            f'{where} refused authentication: {e}. Pass username=/password= to the store, '
+            'or set PROXYSTORE_REDIS_USERNAME/PROXYSTORE_REDIS_PASSWORD in this process.',
+        )
+
+    def _foreign(self, key: str, what: str) -> SerializationError:
+        return SerializationError(
+            f'{self.where(key)} holds {what}, not an object ProxyStore can read. Another '
+            'tool may use this key: evict it, or let the store create keys (set without key=).',
+        )
+
+    @staticmethod
+    def _connection(pool: Any) -> Any:
+        try:
+            return pool.get_connection()
+        except TypeError:  # redis-py < 5.3 needs a command name
+            return pool.get_connection('_')
+
+    def _run(
+        self,
+        operation: Callable[[Any], T],
+        key: str | None,
+        pool: Any = None,
+        node: str | None = None,
+        retries: int | None = None,
+    ) -> T:
+        """Run ``operation(connection)``, retrying connection errors with backoff.
+
+        Operations here are idempotent (a whole transaction, or a read), so a
+        retry after a dropped connection is safe. A connection that failed in
+        any way is closed, never returned to the pool half-read. ``pool`` and
+        ``node`` name a cluster node's pool (default: the single server's);
+        ``retries`` overrides the store's.
+        """
+        pool = pool if pool is not None else self._client.connection_pool
+        retries = self._retries if retries is None else retries
+        backoff = ExponentialBackoff(cap=1.0, base=0.05)
+        attempt = 0
+        while True:
+            with self._errors(key, node):
+                connection = None
+                try:
+                    connection = self._connection(pool)
+                    result = operation(connection)
+                except redis.exceptions.AuthenticationError:
+                    if connection is not None:
+                        connection.disconnect()
+                        pool.release(connection)
+                    raise
+                except _CONNECTION_ERRORS:
+                    if connection is not None:
+                        connection.disconnect()
+                        pool.release(connection)
+                    attempt += 1
+                    if attempt > retries:
+                        raise
+                    time.sleep(backoff.compute(attempt))
+                    continue
+                except BaseException:
+                    if connection is not None:
+                        connection.disconnect()
+                        pool.release(connection)
+                    raise
+                pool.release(connection)
+                return result
+
+    def _on_nodes(
+        self,
+        keys: Sequence[str],
+        operation: Callable[[Any, list[int], bool], dict[int, Exception]],
+    ) -> None:
+        """Run ``operation(connection, indexes, asking)`` on each master serving ``keys``.
+
+        ``operation`` returns the redirection errors of the keys it could not
+        handle there. ``MOVED`` refreshes the slot table and retries; ``ASK``
+        retries on the importing node with ``ASKING``. A node that cannot be
+        reached makes the store reload the slot table: if a replica took over
+        its slots the keys go there at once, else the node is tried again with
+        backoff, ``retries`` times, before its :class:`StoreConnectionError`
+        is raised.
+        """
+        assert self._routes is not None
+        routes = self._routes
+        backoff = ExponentialBackoff(cap=1.0, base=0.05)
+        pending = list(range(len(keys)))
+        ask: dict[int, str] = {}
+        failures: dict[str, int] = {}
+        redirections = 0
+        while pending:
+            groups: dict[tuple[str, bool], list[int]] = {}
+            with self._errors(keys[pending[0]] if len(pending) == 1 else None):
+                for i in pending:
+                    target = ask[i] if i in ask else routes.node(keys[i])
+                    groups.setdefault((target, i in ask), []).append(i)
+            pending, ask, refresh = [], {}, False
+            for (name, asking), indexes in groups.items():
+                only = keys[indexes[0]] if len(indexes) == 1 else None
+                try:
+                    with self._errors(only, name):
+                        pool = routes.pool(name)
+                    redirected = self._run(
+                        lambda c, ix=indexes, a=asking: operation(c, ix, a),  # type: ignore[misc]
+                        only,
+                        pool,
+                        name,
+                        retries=min(self._retries, 1),  # the rest below, with fresh routes
+                    )
+                except StoreConnectionError:
+                    routes.refresh()
+                    failures[name] = failures.get(name, 0) + 1
+                    moved = any(routes.node(keys[i]) != name for i in indexes)
+                    if not moved:
+                        if failures[name] > self._retries:
+                            raise
+                        time.sleep(backoff.compute(failures[name]))
+                    pending.extend(indexes)  # a replica took over, or one more try
+                    continue
+                for i, error in redirected.items():
+                    kind, address = _redirection(error) or ('', '')
+                    if kind == 'ASK':
+                        ask[i] = address
+                    elif kind == 'TRYAGAIN':
+                        if asking:
+                            ask[i] = name
+                    else:
+                        refresh = True
+                    pending.append(i)
+                if redirected:
+                    redirections += 1
+            if redirections > 16:
+                with self._errors(keys[pending[0]]):
+                    raise redis.exceptions.ClusterError(
+                        f'still redirected after {redirections} rounds (slots keep moving)'
+                    )
+            if refresh:
+                routes.refresh()
+
+    def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        """Write ``key`` in one ``MULTI``/``EXEC`` transaction (atomic, even when chunked)."""
+        self.put_batch([(key, parts)])
+
+    def put_batch(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
+        """Write many keys in one round trip (one per master on a cluster)."""
+        if self._routes is not None:
+            self._put_batch_cluster(items)
+            return
+        key = items[0][0] if len(items) == 1 else None
+
+        def transaction(connection: Any) -> None:
+            buffers, queued = self._pack(connection, items, asking=False)
+            connection.send_packed_command(_coalesce(buffers))
+            error = _read_transaction(connection, queued)
+            acked = connection.read_response() if self._replicas_ack else None
+            if error is not None:
+                raise error
+            if acked is not None:
+                self._check_acked(int(acked), [k for k, _ in items], None)
+
+        self._run(transaction, key)
+
+    def _put_batch_cluster(self, items: Sequence[tuple[str, Sequence[Buffer]]]) -> None:
+        """One round trip per master; one ``MULTI`` per slot (a transaction cannot span slots)."""
+        assert self._routes is not None
+        keys = [key for key, _ in items]
+        slots = [self._routes.slot(key) for key in keys]
+        alone: set[int] = set()  # answered TRYAGAIN in a multi-key transaction
+
+        def write(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
+            by_slot: dict[Any, list[int]] = {}
+            for i in indexes:
+                by_slot.setdefault(('alone', i) if i in alone else slots[i], []).append(i)
+            buffers: list[Buffer] = []
+            transactions = []
+            for n, group in enumerate(by_slot.values()):
+                last = n == len(by_slot) - 1
+                packed, queued = self._pack(
+                    connection, [items[i] for i in group], asking=asking, wait=last
+                )
+                buffers.extend(packed)
+                transactions.append((group, queued))
+            connection.send_packed_command(_coalesce(buffers))
+            redirected: dict[int, Exception] = {}
+            failure: Exception | None = None
+            for group, queued in transactions:
+                error = _read_transaction(connection, queued, asking=asking)
+                if error is None:
+                    continue
+                redirection = _redirection(error)
+                if redirection is not None:
+                    redirected.update((i, error) for i in group)
+                    if redirection[0] == 'TRYAGAIN':
+                        alone.update(group)
+                elif failure is None:
+                    failure = error
+            acked = connection.read_response() if self._replicas_ack else None
+            if failure is not None:
+                raise failure
+            if acked is not None:
+                written = [keys[i] for i in indexes if i not in redirected]
+                self._check_acked(int(acked), written, connection)
+            return redirected
+
+        self._on_nodes(keys, write)
+
+    def _pack(
+        self,
+        connection: Any,
+        items: Sequence[tuple[str, Sequence[Buffer]]],
+        *,
+        asking: bool,
+        wait: bool = True,
+    ) -> tuple[list[Any], int]:
+        """One write transaction for ``connection`` (``WAIT`` after it if ``replicas_ack``).
+
+        Framed here with the payload's own buffers on the fast path, by
+        redis-py on the fallback (which copies them, with hiredis).
+        """
+        if self._use_fast_path(connection):
+            buffers, queued = _pack_transaction(items, asking=asking)
+            if wait and self._replicas_ack:
+                buffers.append(_wait_command(self._replicas_ack, self._timeout / 2))
+            return buffers, queued
+        buffers, queued = _pack_transaction_plain(connection, items, asking=asking)
+        if wait and self._replicas_ack:
+            wait_ms = max(1, int(self._timeout / 2 * 1000))
+            buffers.extend(connection.pack_commands([('WAIT', self._replicas_ack, wait_ms)]))
+        return buffers, queued
+
+    def _use_fast_path(self, connection: Any) -> bool:
+        """True if this store may frame and read on ``connection`` itself."""
+        return self._fast_path and _fast_path_supported(connection)
+
+    def _check_acked(self, acked: int, keys: list[str], connection: Any) -> None:
+        """Raise :class:`StoreIOError` if fewer than ``replicas_ack`` replicas have ``keys``."""
+        if acked >= self._replicas_ack or not keys:
+            return
+        node = f'{connection.host}:{connection.port}' if connection is not None else None
+        shown = ', '.join(repr(k) for k in keys[:3]) + (' ...' if len(keys) > 3 else '')
+        raise StoreIOError(
+            f'{self.where(None, node)}: only {acked} of the {self._replicas_ack} replicas '
+            f'required (replicas_ack) acknowledged the write of {shown} within '
+            f'{self._timeout / 2:g} s. The object is on the master and readable, but not '
+            'durable: it is lost if the master dies now. Check the replicas (INFO replication),'
+            ' lower replicas_ack, or raise timeout; set the object again to retry.',
+        )
+
+    # -- reads: every one returns the version token read with the bytes ----------
+
+    def get(self, key: str) -> Entry | None:
+        """The bytes under ``key`` and their version token, from one ``LRANGE``.
+
+        The token is the random 16 bytes the writer put in the list head, so it
+        changes with every write by any client and is read atomically with the
+        payload. Values written with plain ``SET`` and lists with the older
+        head are unversioned: their token is None, as is a missing key's.
+        """
+        return self.get_batch([key])[0]
+
+    def get_batch(self, keys: Sequence[str]) -> list[Entry | None]:
+        """``(bytes, token)`` of each key, in one pipelined round trip (see :meth:`get`).
+
+        On a cluster: one round trip per master holding some of the keys.
+        """
+        replies: list[Any] = [None] * len(keys)
+
+        def read(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
+            if not self._use_fast_path(connection):
+                return self._read_plain(connection, keys, indexes, asking, replies)
+            sock = getattr(connection, '_sock', None)
+            if sock is None:
+                connection.connect()
+                sock = getattr(connection, '_sock', None)
+            _send_lranges(connection, keys, indexes, asking)
+            reader = _ReplyReader(sock)
+            redirected: dict[int, Exception] = {}
+            try:
+                for i in indexes:
+                    if asking:
+                        reader.header()  # +OK
+                    reply = reader.read_list(i)
+                    if isinstance(reply, redis.exceptions.ResponseError) and _redirection(reply):
+                        redirected[i] = reply
+                    else:
+                        replies[i] = reply
+            finally:
+                reader.close()
+            return redirected
+
+        try:
+            if self._routes is not None:
+                self._on_nodes(keys, read)
+            else:
+                self._run(
+                    lambda c: read(c, list(range(len(keys))), False),
+                    keys[0] if len(keys) == 1 else None,
+                )
+        except _BadValue as e:
+            key = keys[e.index]
+            if e.size is not None:
+                raise MemoryError(
+                    f'{self.where(key)}: cannot allocate {e.size} bytes to read the object '
+                    f'({e.reason}). Free memory in this process, or read it on a larger node.',
+                ) from e
+            raise self._foreign(key, e.reason) from None
+        results: list[Entry | None] = []
+        for key, reply in zip(keys, replies):
+            if reply is None or not isinstance(reply, redis.exceptions.ResponseError):
+                results.append(reply)
+            elif 'WRONGTYPE' not in str(reply):
+                with self._errors(key):
+                    raise _response_error(reply)
+            else:
+                plain = self._get_plain(key)
+                results.append(None if plain is None else (plain, None))
+        return results
+
+    @staticmethod
+    def _read_plain(
+        connection: Any, keys: Sequence[str], indexes: list[int], asking: bool, replies: list[Any]
+    ) -> dict[int, Exception]:
+        """The fallback's pipelined LRANGEs: redis-py frames and parses, then one copy.
+
+        Fills ``replies`` like the fast path (an error reply per key is kept,
+        to be raised or followed) and returns the redirected keys.
+        """
+        _send_lranges(connection, keys, indexes, asking)
+        redirected: dict[int, Exception] = {}
+        for i in indexes:
+            if asking:
+                connection.read_response()  # +OK
+            try:
+                elements = connection.read_response()
+            except redis.exceptions.ResponseError as e:  # LOADING, NOAUTH: raised (not Response)
+                if _redirection(e):
+                    redirected[i] = e
+                else:
+                    replies[i] = e
+                continue
+            replies[i] = _assemble_list(i, elements)
+        return redirected
+
+    def _get_plain(self, key: str) -> Buffer | None:
+        """Read a value another tool wrote with plain ``SET`` (unversioned)."""
+        with self._errors(key):
+            try:
+                value: Any = self._client.get(key)
+            except redis.exceptions.ResponseError as e:
+                if 'WRONGTYPE' not in str(e):
+                    raise
+                kind: Any = self._client.type(key)  # a hash, set, stream...
+                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+                raise self._foreign(key, f'a Redis {kind}') from None
+        return bytearray(value) if value is not None else None
+
+    def version(self, key: str) -> Hashable | None:
+        """Token of ``key``'s current value (``LINDEX key 0``: the head only), None if missing.
+
+        Also None for unversioned values (plain ``SET``, the older head, data
+        another tool wrote): callers must then treat the value as changed.
+        """
+        with self._errors(key):
+            try:
+                head: Any = self._client.lindex(key, 0)
+            except redis.exceptions.ResponseError as e:
+                if 'WRONGTYPE' not in str(e):
+                    raise
+                return None
+        if head is None:
+            return None
+        parsed = _parse_head(head)
+        return parsed[1] if parsed is not None else None
+
+    def exists(self, key: str) -> bool:
+        """Return whether ``key`` exists."""
+        with self._errors(key):
+            return bool(self._client.exists(key))
+
+    def evict(self, key: str) -> None:
+        """Delete ``key`` (a missing key is fine)."""
+        with self._errors(key):
+            self._client.delete(key)
+
+    def close(self) -> None:
+        """Close the connections (objects stay on the server)."""
+        self._client.close()
+
+    def cleanup(self) -> None:
+        """Close the connections. Objects stay on the server (it is shared); evict them."""
+        self.close()

@@ -1,0 +1,496 @@
+"""A key-value store of Python objects over a byte-level connector: :class:`ObjectStore`.
+
+It adds what is the same for every backend: serialization and signing
+(:mod:`proxystore.serialize`), a local LRU cache of deserialized objects,
+metrics and per-key stats. :class:`~proxystore.store.base.Store` builds on it
+with names, identity and proxies.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import logging
+import os
+import time
+import weakref
+from collections.abc import Hashable
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import TypeVar
+
+from proxystore.connectors.protocol import Connector
+from proxystore.connectors.protocol import connector_version
+from proxystore.exceptions import BatchSizeMismatchError
+from proxystore.exceptions import NotBytesError
+from proxystore.exceptions import SerializationError
+from proxystore.exceptions import StoreConfigError
+from proxystore.serialize import Buffer
+from proxystore.serialize import deserialize
+from proxystore.serialize import is_payload
+from proxystore.serialize import payload_size
+from proxystore.serialize import serialize_parts
+from proxystore.store.cache import LRUCache
+from proxystore.store.keys import check_key
+from proxystore.store.keys import check_keys
+from proxystore.store.metrics import Metrics
+from proxystore.store.options import LOCAL_OPTIONS
+from proxystore.store.options import OPTION_NAMES
+from proxystore.store.options import StoreOptions
+from proxystore.store.stats import KeyStats
+from proxystore.utils import create_key
+from proxystore.utils import import_class
+
+__all__ = ['ObjectStore']
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar('T')
+S = TypeVar('S', bound='ObjectStore')
+
+_MISSING: Any = object()
+
+
+def _not_bytes(obj: Any) -> NotBytesError:
+    return NotBytesError(
+        f'serialize=False needs bytes, got {type(obj).__qualname__}. '
+        'Pass serialize=True (the default) to store other objects, or encode str yourself.',
+    )
+
+
+class ObjectStore:
+    """Python objects by key, over a byte-level connector (the key-value half of a Store).
+
+    Args:
+        name: Name of the store; proxies find the store by this name in
+            other processes (see :func:`proxystore.store.init_store`).
+        connector: Where the bytes go (see :mod:`proxystore.connectors`).
+        options: ``cache_size`` (objects kept in this process's LRU cache,
+            0 disables it; default 16), ``cache_bytes`` (bound on their stored
+            size, default 256 MiB, ``None`` for none; a larger object is never
+            cached), ``secret`` (sign every payload with HMAC-SHA256 and refuse
+            unsigned ones; default: the ``PROXYSTORE_SECRET`` environment
+            variable; it never travels inside a proxy), ``signed`` (``None``
+            signs when a secret is available, ``True`` requires one: set
+            automatically when a store is rebuilt from a proxy of a signed
+            store), ``stats`` (keep per-key timings, see :meth:`stats`).
+
+    Raises:
+        StoreConfigError: an unknown option, or an invalid one (empty name,
+            negative ``cache_size``, empty secret, ``signed=True`` without a secret).
+
+    """
+
+    #: Whether ``serialize=False`` keeps any object as it is (in-process stores only).
+    stores_objects: ClassVar[bool] = False
+    #: Configuration keys that only tune this process and are not part of the
+    #: store's identity (see :func:`proxystore.store.registry.identity`).
+    local_options: ClassVar[frozenset[str]] = LOCAL_OPTIONS
+
+    def __init__(self, name: str, connector: Connector | str, **options: Any) -> None:
+        where = f'{type(self).__name__} {name!r}'
+        if isinstance(connector, str):  # a class path: the other options are its arguments
+            arguments = {k: options.pop(k) for k in list(options) if k not in OPTION_NAMES}
+            parsed = StoreOptions.parse(type(self).__name__, name, options)
+            connector = _build(where, connector, arguments)
+        else:
+            parsed = StoreOptions.parse(type(self).__name__, name, options)
+        if not isinstance(connector, Connector):
+            raise StoreConfigError(
+                f'{type(self).__name__} {name!r}: connector must implement the Connector '
+                f'protocol (proxystore.connectors.protocol), got {type(connector).__qualname__}.',
+            )
+        self._name = name
+        self._options = parsed
+        self._connector = connector
+        self._secret = parsed.secret
+        self._cache = LRUCache(parsed.cache_size, parsed.cache_bytes)
+        self._metrics = Metrics()
+        self._key_stats: KeyStats | None = KeyStats() if parsed.stats else None
+        _live_stores.add(self)
+
+    # -- identity and configuration -------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The store's name."""
+        return self._name
+
+    @property
+    def connector(self) -> Connector:
+        """The byte-level connector under this store."""
+        return self._connector
+
+    @property
+    def cache_size(self) -> int:
+        """Capacity of the local object cache."""
+        return self._options.cache_size
+
+    @property
+    def has_stats(self) -> bool:
+        """Whether the store keeps per-key timings (``stats=True``)."""
+        return self._key_stats is not None
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name={self._name!r})'
+
+    def _where(self, key: str | None = None) -> str:
+        where = getattr(self._connector, 'where', None)
+        place = f' ({where(key)})' if where is not None else ''
+        return f'store {self._name!r}{place}'
+
+    # -- objects ---------------------------------------------------------
+
+    def create_key(self, obj: Any) -> str:
+        """Return a new unique key for ``obj``."""
+        return create_key(obj)
+
+    def serialize(self, obj: Any) -> list[Buffer]:
+        """Serialize ``obj`` as this store would (signed if it signs).
+
+        Measure the payload (``proxystore.serialize.payload_size``) and hand it
+        to :meth:`set` or :meth:`proxy` as ``payload=`` to store it without
+        serializing twice.
+        """
+        return serialize_parts(obj, secret=self._secret)
+
+    def _encode(self, obj: Any, serialize: bool) -> list[Any]:
+        if serialize:
+            return self.serialize(obj)
+        return [self._raw(obj)]
+
+    def _raw(self, obj: Any) -> Any:
+        """What ``serialize=False`` stores: bytes only (in-process stores widen this)."""
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return obj
+        raise _not_bytes(obj)
+
+    def _decode(self, data: Any, deserialize_: bool, key: str) -> Any:
+        if deserialize_:
+            try:
+                return deserialize(data, secret=self._secret)
+            except SerializationError as e:
+                # Name the key and where it lives: the serializer knows neither.
+                _name_in(e, f'key {key!r} in {self._where(key)}')
+                raise
+        if isinstance(data, (bytearray, memoryview)):
+            return bytes(data)
+        return data
+
+    def _record(self, key: str, method: str, seconds: float) -> None:
+        if self._key_stats is not None:
+            self._key_stats.record(key, method, seconds)
+
+    def set(
+        self,
+        obj: Any,
+        *,
+        key: str | None = None,
+        serialize: bool = True,
+        payload: Sequence[Buffer] | None = None,
+    ) -> str:
+        """Store ``obj`` and return its key (a new one unless ``key`` is given).
+
+        Setting an existing key overwrites it. The object is not put in the
+        local cache; a cached older value of ``key`` is dropped.
+
+        Args:
+            obj: The object.
+            key: Key to store it under (default: a new unique key).
+            serialize: ``False`` stores ``bytes`` as given.
+            payload: ``obj`` already serialized by :meth:`serialize`.
+
+        Raises:
+            SerializationError: ``obj`` cannot be serialized, or ``payload``
+                is not the output of :meth:`serialize`.
+            NotBytesError: ``serialize=False`` and ``obj`` is not bytes.
+            InvalidKeyError: ``key`` is not a valid key.
+
+        """
+        key = self.create_key(obj) if key is None else check_key(key)
+        parts = _check_payload(payload) if payload is not None else self._encode(obj, serialize)
+        with self._metrics.timer('set') as timing:
+            self._connector.put(key, parts)
+            timing.nbytes = _size(parts)
+        self._record(key, 'set', timing.seconds)
+        self._cache.evict(key)
+        return key
+
+    def set_batch(
+        self,
+        objs: Iterable[Any],
+        *,
+        keys: Sequence[str] | None = None,
+        serialize: bool = True,
+    ) -> list[str]:
+        """Store many objects at once (one round trip where the backend allows).
+
+        Raises:
+            BatchSizeMismatchError: ``keys`` and ``objs`` differ in length.
+            InvalidKeyError: ``keys`` is a single string, or holds an invalid key.
+
+        """
+        objs = list(objs)
+        if keys is None:
+            keys = [self.create_key(obj) for obj in objs]
+        else:
+            keys = check_keys(keys, 'set_batch')
+            if len(keys) != len(objs):
+                raise BatchSizeMismatchError(
+                    f'set_batch got {len(objs)} objects but {len(keys)} keys.',
+                )
+        items = [(key, self._encode(obj, serialize)) for key, obj in zip(keys, objs)]
+        with self._metrics.timer('set', count=len(items)) as timing:
+            self._connector.put_batch(items)
+            timing.nbytes = sum(_size(parts) for _, parts in items)
+        for key in keys:
+            self._record(key, 'set', timing.seconds / max(len(keys), 1))
+            self._cache.evict(key)
+        return keys
+
+    def get(
+        self,
+        key: str,
+        *,
+        strict: bool = False,
+        default: Any = None,
+        deserialize: bool = True,
+        copy: bool = False,
+    ) -> Any:
+        """Return the object stored under ``key``, or ``default`` if there is none.
+
+        Every ``get`` and every proxy of a key in one process share one
+        object (the cached one), so an in-place change made through one is
+        seen by the others; other processes are not affected. Pass
+        ``copy=True`` to get an object nobody else holds.
+
+        Args:
+            key: The key.
+            strict: Skip the local cache and read the store, so a value that
+                another client overwrote is never returned stale.
+            default: Returned when the key does not exist.
+            deserialize: ``False`` returns the stored bytes as they are.
+            copy: Return a private object: a deep copy of the cached object,
+                or a fresh read that is not cached.
+
+        """
+        check_key(key)
+        if deserialize and not strict:
+            cached = self._cache.get(key, _MISSING)
+            if cached is not _MISSING:
+                self._metrics.increment('cache_hits')
+                return _copy.deepcopy(cached) if copy else cached
+            self._metrics.increment('cache_misses')
+        token = self._cache.begin_read(key)
+        obj: Any = _MISSING
+        nbytes = 0
+        version: Hashable | None = None
+        try:
+            # Timed inline (not with Metrics.timer): this is every read's path.
+            start = time.perf_counter()
+            try:
+                entry = self._connector.get(key)
+            except SerializationError as e:  # foreign or corrupt data: name the store
+                _name_in(e, f'store {self._name!r}')
+                raise
+            data, version = (None, None) if entry is None else entry
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                nbytes = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+            seconds = time.perf_counter() - start
+            self._metrics.record('get', nbytes=nbytes, seconds=seconds)
+            if self._key_stats is not None:
+                self._key_stats.record(key, 'get', seconds)
+            if data is None:
+                return default
+            obj = self._decode(data, deserialize, key)
+            return obj
+        finally:
+            # Cached only if no set/evict of this key happened during the read.
+            self._cache.end_read(
+                key,
+                token,
+                obj,
+                store=deserialize and not copy and obj is not _MISSING,
+                nbytes=nbytes,
+                version=version,
+            )
+
+    def get_batch(
+        self,
+        keys: Sequence[str],
+        *,
+        strict: bool = False,
+        default: Any = None,
+        deserialize: bool = True,
+    ) -> list[Any]:
+        """Return the objects of many keys (``default`` for missing ones).
+
+        Raises:
+            InvalidKeyError: ``keys`` is a single string, or holds an invalid key.
+
+        """
+        keys = check_keys(keys, 'get_batch')
+        results: list[Any] = [_MISSING] * len(keys)
+        todo = []
+        for i, key in enumerate(keys):
+            cached = _MISSING if strict or not deserialize else self._cache.get(key, _MISSING)
+            if cached is _MISSING:
+                todo.append(i)
+            else:
+                results[i] = cached
+        if not todo:
+            return results
+        tokens = [self._cache.begin_read(keys[i]) for i in todo]
+        decoded: list[Any] = [_MISSING] * len(todo)
+        sizes = [0] * len(todo)
+        versions: list[Hashable | None] = [None] * len(todo)
+        try:
+            with self._metrics.timer('get', count=len(todo)) as timing:
+                entries = self._connector.get_batch([keys[i] for i in todo])
+                datas = [(None, None) if e is None else e for e in entries]
+                sizes = [0 if d is None else _size([d]) for d, _ in datas]
+                timing.nbytes = sum(sizes)
+            for n, (i, (data, version)) in enumerate(zip(todo, datas)):
+                self._record(keys[i], 'get', timing.seconds / len(todo))
+                versions[n] = version
+                if data is None:
+                    results[i] = default
+                    continue
+                decoded[n] = self._decode(data, deserialize, keys[i])
+                results[i] = decoded[n]
+        finally:
+            for n, i in enumerate(todo):
+                store = deserialize and decoded[n] is not _MISSING
+                self._cache.end_read(
+                    keys[i],
+                    tokens[n],
+                    decoded[n],
+                    store=store,
+                    nbytes=sizes[n],
+                    version=versions[n],
+                )
+        return results
+
+    def exists(self, key: str) -> bool:
+        """Return whether ``key`` exists in the store (the cache is not consulted)."""
+        check_key(key)
+        with self._metrics.timer('exists') as timing:
+            found = self._connector.exists(key)
+        self._record(key, 'exists', timing.seconds)
+        return found
+
+    def evict(self, key: str) -> None:
+        """Delete ``key`` from the store and the local cache (a missing key is fine)."""
+        check_key(key)
+        with self._metrics.timer('evict') as timing:
+            self._connector.evict(key)
+        self._record(key, 'evict', timing.seconds)
+        # After the delete: a read racing it cannot re-cache the old value.
+        self._cache.evict(key)
+
+    def is_cached(self, key: str, *, strict: bool = False) -> bool:
+        """Return whether ``key``'s object is in the local cache.
+
+        With ``strict=True`` the cached object must also be the store's
+        current value: False once another client (another process, another
+        store object) has overwritten or deleted the key.
+        """
+        check_key(key)
+        if not self._cache.exists(key):
+            return False
+        if not strict:
+            return True
+        current = connector_version(self._connector, key)
+        return current is not None and current == self._cache.version(key)
+
+    # -- lifetime and metrics ------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """Counts, bytes and seconds of each operation, and cache hits/misses."""
+        return self._metrics.as_dict()
+
+    def reset_metrics(self) -> None:
+        """Zero every metric."""
+        self._metrics.reset()
+
+    def close(self) -> None:
+        """Release connections and handles; stored data is kept."""
+        self._connector.close()
+
+    def cleanup(self) -> None:
+        """Clear the local cache and the connector's data (see each connector's ``cleanup``)."""
+        self._cache.clear()
+        cleanup = getattr(self._connector, 'cleanup', None)
+        (cleanup or self._connector.close)()
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _after_fork(self) -> None:
+        """Reset locks and per-process state in a forked child (extended by backends)."""
+        self._cache.reset_after_fork()
+        self._metrics.reset_after_fork()
+        if self._key_stats is not None:
+            self._key_stats.reset_after_fork()
+        after_fork = getattr(self._connector, 'after_fork', None)
+        if after_fork is not None:
+            after_fork()
+
+
+def _build(where: str, path: str, arguments: dict[str, Any]) -> Any:
+    """The connector at class ``path`` built with ``arguments`` (what a composed config holds)."""
+    try:
+        cls = import_class(path)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise StoreConfigError(
+            f'{where}: cannot import connector class {path!r} ({e}); install the package '
+            'that provides it in this process.',
+        ) from e
+    try:
+        return cls(**arguments)
+    except TypeError as e:
+        raise StoreConfigError(f'{where}: bad arguments for connector {path}: {e}') from e
+
+
+def _name_in(error: Exception, where: str) -> None:
+    """Add ``where`` (store, key, server) to ``error``'s message: the raiser knew only part."""
+    if error.args and isinstance(error.args[0], str) and where not in error.args[0]:
+        error.args = (f'{error.args[0]} ({where})', *error.args[1:])
+
+
+def _raw_kind(value: Any) -> str:
+    return 'bytes' if isinstance(value, (bytes, bytearray, memoryview)) else 'object'
+
+
+def _size(parts: Sequence[Any]) -> int:
+    try:
+        return payload_size(parts)
+    except TypeError:
+        return 0
+
+
+def _check_payload(payload: Sequence[Buffer]) -> list[Buffer]:
+    """Refuse a ``payload=`` that is not :meth:`Store.serialize` output (it would fail on read)."""
+    parts = list(payload)
+    if not parts or not is_payload(parts[0]):
+        raise SerializationError(
+            'payload= must be the list that Store.serialize() returned; '
+            'pass the object itself (or serialize=False with bytes) instead.',
+        )
+    return parts
+
+
+# Live stores of this process: their locks are reset in a forked child.
+_live_stores: weakref.WeakSet[ObjectStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_live_stores):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

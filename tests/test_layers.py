@@ -1,0 +1,83 @@
+"""The package drawing in docs/connectors.md holds: imports only point down.
+
+Every import is checked, including those inside functions (a lazy import is
+still a dependency): connectors never reach up into stores, the registry
+imports no store module, and the core modules below both import neither.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / 'proxystore'
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules (and module.name) imported at run time; ``if TYPE_CHECKING:`` blocks are skipped."""
+    found: set[str] = set()
+    todo: list[ast.AST] = [ast.parse(path.read_text())]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and getattr(node.test, 'id', None) == 'TYPE_CHECKING':
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f'{node.module}.{alias.name}' for alias in node.names)
+        todo.extend(ast.iter_child_nodes(node))
+    return {name for name in found if name.startswith('proxystore')}
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).glob('*.py')) if folder else sorted(ROOT.glob('*.py'))
+
+
+@pytest.mark.parametrize('path', _modules('connectors'), ids=lambda p: p.name)
+def test_connectors_never_import_the_store_layer(path: Path) -> None:
+    bad = {m for m in _imports(path) if m.startswith(('proxystore.store', 'proxystore.proxy'))}
+    assert not bad, f'{path.name} imports {bad}'
+
+
+def test_registry_imports_no_store_module() -> None:
+    imports = _imports(ROOT / 'store' / 'registry.py')
+    bad = {m for m in imports if m.startswith('proxystore.store')}
+    assert bad <= {'proxystore.store.options', 'proxystore.store.options.OPTION_NAMES'}
+
+
+@pytest.mark.parametrize(
+    'name', ['factory.py', 'proxy.py', 'serialize.py', 'exceptions.py', 'utils.py']
+)
+def test_core_modules_import_no_store_or_connector(name: str) -> None:
+    imports = _imports(ROOT / name)
+    bad = {m for m in imports if m.startswith(('proxystore.store', 'proxystore.connectors'))}
+    if name == 'factory.py':  # the lazy StoreFactory alias for proxies pickled by 0.4
+        assert bad <= {'proxystore.store.factory', 'proxystore.store.factory.StoreFactory'}
+        source = (ROOT / name).read_text()
+        assert 'def __getattr__(name: str)' in source
+    else:
+        assert not bad, f'{name} imports {bad}'
+
+
+def test_store_factory_does_not_import_store_base() -> None:
+    """base -> factory -> registry, and nothing back (Store is only an annotation there)."""
+    imports = _imports(ROOT / 'store' / 'factory.py')
+    assert not any(m.startswith('proxystore.store.base') for m in imports)
+
+
+def test_no_private_names_cross_modules() -> None:
+    """``from x import _name`` between proxystore modules is a private cross-module call."""
+    offenders = []
+    for path in ROOT.rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('proxystore'):
+                offenders.extend(
+                    f'{path.relative_to(ROOT)}: {node.module}.{a.name}'
+                    for a in node.names
+                    if a.name.startswith('_') and a.name != '__version__'
+                )
+    assert offenders == []

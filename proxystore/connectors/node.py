@@ -26,7 +26,7 @@ Guarantees:
   waited for at most ``lock_timeout`` seconds.
 - **Atomic publishing.** A copy is written to a temporary file and renamed
   into place, read-only, and never written again; readers map it (see
-  :func:`~proxystore.store.buffers.map_file`), and a removed copy stays
+  :func:`~proxystore.connectors.buffers.map_file`), and a removed copy stays
   readable by processes that still map it (tmpfs keeps its pages).
 - **Bounded.** The copies of one inner store on a node hold at most
   ``max_bytes`` (the least recently read are removed first), and a copy is
@@ -47,7 +47,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -63,16 +62,18 @@ from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
 
+from proxystore.connectors.buffers import MAP_THRESHOLD
+from proxystore.connectors.buffers import allocate
+from proxystore.connectors.buffers import can_map_device
+from proxystore.connectors.buffers import map_file
 from proxystore.connectors.protocol import Connector
 from proxystore.connectors.protocol import Entry
 from proxystore.connectors.protocol import connector_version
 from proxystore.exceptions import StoreConfigError
 from proxystore.exceptions import StoreIOError
 from proxystore.serialize import Buffer
-from proxystore.store.buffers import MAP_THRESHOLD
-from proxystore.store.buffers import allocate
-from proxystore.store.buffers import can_map_device
-from proxystore.store.buffers import map_file
+from proxystore.utils import class_path
+from proxystore.utils import import_class
 
 __all__ = ['NodeConnector']
 
@@ -107,17 +108,26 @@ _SWEEP_EVERY = 64
 _POLL_MAX = 0.005
 _DIRECT_KEYS = 4096
 _SAFE_TOKEN_TYPES = (bytes, str, int, float, bool, type(None))
+_DEFAULTS: dict[str, Any] = {
+    'max_bytes': None,
+    'directory': None,
+    'min_bytes': 64 * 1024,
+    'min_free_bytes': None,
+    'lock_timeout': 120.0,
+    'min_readers': 2,
+}
 
 
 def _token_bytes(token: Hashable) -> bytes | None:
     """A byte string equal across processes for equal tokens, or None if ``token`` cannot be shared.
 
-    ``True`` means the inner connector cannot tell versions apart, so a copy
-    could never be checked; other tokens must be built from plain values
+    ``True`` (or ``None``, which some connectors return for values that other
+    tools wrote) means the inner connector cannot tell versions apart, so a
+    copy could never be checked; other tokens must be built from plain values
     (bytes, str, numbers, None, tuples), whose ``repr`` is the same in every
     process.
     """
-    if token is True or not _plain(token):
+    if token is True or token is None or not _plain(token):
         return None
     encoded = repr(token).encode('utf-8', 'surrogatepass')
     return encoded if len(encoded) <= _MAX_TOKEN else None
@@ -176,10 +186,6 @@ def _touch(fd: int) -> None:
         os.utime(fd, ns=(now, now))
 
 
-def _class_path(obj: object) -> str:
-    return f'{type(obj).__module__}.{type(obj).__qualname__}'
-
-
 def _load_connector(path: Any, config: Any) -> Connector:
     """Build the inner connector from its class path and ``config()`` (as in a worker)."""
     if not isinstance(path, str) or '.' not in path:
@@ -194,10 +200,9 @@ def _load_connector(path: Any, config: Any) -> Connector:
             f"NodeConnector: inner_config must be a dict of the inner connector's config(), "
             f'got {type(config).__qualname__}.',
         )
-    module_name, _, class_name = path.rpartition('.')
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
+        cls = import_class(path)
+    except (ImportError, AttributeError, ValueError) as e:
         raise StoreConfigError(
             f'NodeConnector: cannot import the inner connector {path!r} ({e}). Install the '
             'package that provides it, or check the class path.',
@@ -210,7 +215,7 @@ def _identity(connector: Connector) -> str:
     """A name for the inner store: its class and the configuration that selects its data."""
     local = set(getattr(connector, 'local_options', ()))
     config = {k: v for k, v in connector.config().items() if k not in local}
-    text = json.dumps([_class_path(connector), config], sort_keys=True, default=repr)
+    text = json.dumps([class_path(type(connector)), config], sort_keys=True, default=repr)
     return hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]
 
 
@@ -286,13 +291,8 @@ class NodeConnector:
     """
 
     #: Options that tune this process only: the inner connector alone selects the data.
-    local_options = (
-        'max_bytes',
-        'directory',
-        'min_bytes',
-        'min_free_bytes',
-        'lock_timeout',
-        'min_readers',
+    local_options = frozenset(
+        {'max_bytes', 'directory', 'min_bytes', 'min_free_bytes', 'lock_timeout', 'min_readers'}
     )
 
     def __init__(
@@ -396,12 +396,14 @@ class NodeConnector:
                 self._publish_unlocked(key, entry)
             return entry
         current = connector_version(self._inner, key)
-        if current is None:
-            return None
-        token = _token_bytes(current)
-        if token is None:  # unversioned: a copy could not be checked
-            self._mark_direct(key)
-            return self._inner.get(key)
+        token = None if current is None else _token_bytes(current)
+        if token is None:
+            # Missing, or a value without versions (some connectors' version()
+            # is None for both): a copy could not be checked, so read it.
+            entry = self._inner.get(key)
+            if entry is not None:
+                self._mark_direct(key)
+            return entry
         paths = self._paths(key)
         data = self._read_copy(paths, token)
         if data is not None:
@@ -443,12 +445,16 @@ class NodeConnector:
         self._inner.close()
 
     def config(self) -> dict[str, Any]:
-        """The inner connector's class path and config, and this tier's options."""
-        return {
-            'inner': _class_path(self._inner),
+        """The inner connector's class path and config, and this tier's options.
+
+        Options left at their defaults are left out, which keeps proxies small.
+        """
+        config: dict[str, Any] = {
+            'inner': class_path(type(self._inner)),
             'inner_config': self._inner.config(),
-            **self._options,
         }
+        config.update((k, v) for k, v in self._options.items() if v != _DEFAULTS[k])
+        return config
 
     # -- optional hooks --------------------------------------------------------------
 
@@ -474,7 +480,7 @@ class NodeConnector:
     def where(self, key: str | None = None) -> str:
         """Where the data lives, for error messages."""
         where = getattr(self._inner, 'where', None)
-        inner = where(key) if where is not None else _class_path(self._inner)
+        inner = where(key) if where is not None else class_path(type(self._inner))
         return f'{inner} (node copies in {self.directory})'
 
     def after_fork(self) -> None:

@@ -25,10 +25,10 @@ import redis
 
 from proxystore.connectors.node import NodeConnector
 from proxystore.connectors.protocol import Connector
+from proxystore.connectors.redis import RedisConnector
 from proxystore.exceptions import StoreConfigError
 from tests.connectors import _workers
-from tests.connectors._raw import InstrumentedConnector
-from tests.connectors._raw import RawRedisConnector
+from tests.connectors._instrumented import InstrumentedConnector
 
 MiB = 1 << 20
 START_METHODS = ['fork', 'spawn']
@@ -45,32 +45,37 @@ def shm_dir() -> Iterator[str]:
 
 
 class Setup:
-    """One test's inner store: a raw Redis connector with a private prefix and fetch counter."""
+    """One test's inner store: the real RedisConnector, private keys, a fetch counter.
+
+    ``remote`` writes the same keys as another client (another node) would:
+    not through the tier, and not counted.
+    """
 
     def __init__(self, host: str, port: int, directory: str) -> None:
         self.host, self.port, self.directory = host, port, directory
-        tag = uuid.uuid4().hex
-        self.raw = RawRedisConnector(host, port, prefix=f'{tag}:')
-        self.count_key = f'{tag}:fetches'
-        self.gate_key = f'{tag}:gate'
+        self.tag = uuid.uuid4().hex
+        self.count_key = f'{self.tag}:fetches'
+        self.gate_key = f'{self.tag}:gate'
         self.client = redis.Redis(host=host, port=port)
+        self.remote = self.inner(count_key=f'{self.tag}:remote-fetches')
 
-    def inner(self, *, gate: bool = False, versioned: bool = True) -> Connector:
-        raw_config = {**self.raw.config(), 'versioned': versioned}
+    def inner(self, *, gate: bool = False, count_key: str | None = None, db: int = 0) -> Connector:
+        redis_config = RedisConnector(self.host, self.port, db=db).config()
         return InstrumentedConnector(
-            'tests.connectors._raw.RawRedisConnector',
-            raw_config,
+            'proxystore.connectors.redis.RedisConnector',
+            redis_config,
             self.host,
             self.port,
-            self.count_key,
+            f'{self.tag}:',
+            count_key or self.count_key,
             self.gate_key if gate else None,
         )
 
-    def node(self, *, gate: bool = False, versioned: bool = True, **options: Any) -> NodeConnector:
+    def node(self, *, gate: bool = False, **options: Any) -> NodeConnector:
         """The tier over this inner store; publishing on the first read unless told otherwise."""
         options.setdefault('directory', self.directory)
         options.setdefault('min_readers', 1)
-        return NodeConnector(self.inner(gate=gate, versioned=versioned), **options)
+        return NodeConnector(self.inner(gate=gate), **options)
 
     def fetches(self) -> int:
         return int(self.client.get(self.count_key) or 0)
@@ -198,7 +203,7 @@ def test_one_reader_per_node_writes_no_copy_the_second_publishes(setup: Setup, m
         assert setup.fetches() == fetches
         assert len(copies(node)) == published
     old_copy = os.stat(_copy_path(node, 'k')).st_ino
-    setup.raw.put('k', [payload])  # a new version (same bytes) elsewhere starts over
+    setup.remote.put('k', [payload])  # a new version (same bytes) elsewhere starts over
     run_readers(method, node, 'k', 1)
     assert setup.fetches() == 3
     assert not os.path.exists(_copy_path(node, 'k'))  # the stale copy is removed, not served
@@ -245,7 +250,7 @@ def test_overwrite_elsewhere_is_never_served_stale(setup: Setup, method: str) ->
     entry = node.get('k')
     assert entry is not None and bytes(entry[0]) == old
     assert len(copies(node)) == 1
-    setup.raw.put('k', [new])  # another client, on another node: this node's copy is stale
+    setup.remote.put('k', [new])  # another client, on another node: this node's copy is stale
     entry = node.get('k')
     assert entry is not None and bytes(entry[0]) == new
     assert [d for _, d in run_readers(method, node, 'k', 2)] == [digest(new)] * 2
@@ -256,7 +261,7 @@ def test_delete_elsewhere_is_a_miss(setup: Setup) -> None:
     node = setup.node()
     node.put('k', [os.urandom(MiB)])
     assert node.get('k') is not None
-    setup.raw.evict('k')
+    setup.remote.evict('k')
     assert node.get('k') is None
     assert not node.exists('k')
 
@@ -270,7 +275,7 @@ def test_evict_and_put_remove_the_node_copy(setup: Setup) -> None:
     assert len(copies(node)) == 3
     node.evict('a')
     assert len(copies(node)) == 2
-    assert node.get('a') is None and not setup.raw.exists('a')
+    assert node.get('a') is None and not setup.remote.exists('a')
     node.put('b', [b'x' * MiB])
     node.put_batch([('c', [b'y' * MiB])])
     assert copies(node) == {}
@@ -451,20 +456,24 @@ def test_small_objects_are_not_published(setup: Setup) -> None:
         assert large is not None and bytes(large[0]) == b'y' * 1000
     assert list(copies(node)) == [hashlib.sha256(b'large').hexdigest()[:40]]
     assert setup.fetches() == 4  # small each time, large once
-    setup.raw.put('small', [b'z' * 5000])  # grew: published on the next read
+    setup.remote.put('small', [b'z' * 5000])  # grew: published on the next read
     small = node.get('small')
     assert small is not None and bytes(small[0]) == b'z' * 5000
     assert len(copies(node)) == 2
 
 
-def test_unversioned_inner_is_never_published(setup: Setup) -> None:
-    node = setup.node(versioned=False)
-    node.put('k', [b'a' * MiB])
-    assert node.get('k') is not None
-    setup.raw.put('k', [b'b' * MiB])
+def test_values_without_versions_are_never_published(setup: Setup) -> None:
+    # Another tool wrote the value with plain SET: RedisConnector reads it, but
+    # has no version token for it, so a copy could never be checked.
+    node = setup.node()
+    setup.client.set(f'{setup.tag}:k', b'a' * MiB)
+    entry = node.get('k')
+    assert entry is not None and bytes(entry[0]) == b'a' * MiB
+    setup.client.set(f'{setup.tag}:k', b'b' * MiB)
     entry = node.get('k')
     assert entry is not None and bytes(entry[0]) == b'b' * MiB
     assert copies(node) == {}
+    assert node.get('missing') is None
 
 
 def test_get_batch(setup: Setup) -> None:
@@ -481,7 +490,7 @@ def test_get_batch(setup: Setup) -> None:
         payloads['c'],
     ]
     assert len(copies(node)) == 3
-    setup.raw.put('b', [b'new'])
+    setup.remote.put('b', [b'new'])
     got = node.get_batch(['a', 'b'])
     assert got[1] is not None and bytes(got[1][0]) == b'new'
 
@@ -492,21 +501,21 @@ def test_get_batch(setup: Setup) -> None:
 def test_config_rebuilds_the_same_tier(setup: Setup) -> None:
     node = setup.node(max_bytes=10 * MiB, min_bytes=1, lock_timeout=5)
     config = node.config()
-    assert config['inner'] == 'tests.connectors._raw.InstrumentedConnector'
+    assert config['inner'] == 'tests.connectors._instrumented.InstrumentedConnector'
     rebuilt = NodeConnector(**config)
     assert rebuilt.directory == node.directory
     assert rebuilt.config() == config
     node.put('k', [b'v' * 100])
     entry = rebuilt.get('k')
     assert entry is not None and bytes(entry[0]) == b'v' * 100
-    assert set(NodeConnector.local_options) == set(config) - {'inner', 'inner_config'}
+    assert set(config) - {'inner', 'inner_config'} <= set(NodeConnector.local_options)
+    defaults = NodeConnector(setup.inner(), directory=setup.directory).config()
+    assert set(defaults) == {'inner', 'inner_config', 'directory'}  # defaults are left out
 
 
 def test_default_directory_is_per_user_and_per_inner_store(setup: Setup) -> None:
     first = NodeConnector(setup.inner())
-    other = NodeConnector(
-        RawRedisConnector(setup.host, setup.port, prefix='another-store:'),
-    )
+    other = NodeConnector(RedisConnector(setup.host, setup.port, db=1))
     try:
         root = f'/dev/shm/proxystore-node-{os.geteuid()}'
         assert os.path.dirname(first.directory) == root
@@ -746,3 +755,34 @@ def test_after_fork_drops_the_parents_lock_handles(setup: Setup) -> None:
     child.join(30)
     assert result == digest(payload)
     assert len(copies(node)) == 1  # the child's read was the second: published
+
+
+# -- under a Store ---------------------------------------------------------------------------
+
+
+def test_a_store_over_the_tier_resolves_proxies_in_other_processes(
+    redis_address: tuple[str, int], shm_dir: str
+) -> None:
+    import pickle
+
+    import numpy as np
+
+    import proxystore as ps
+    from proxystore.store.base import Store
+
+    host, port = redis_address
+    node = NodeConnector(RedisConnector(host, port), directory=shm_dir, min_readers=1)
+    store = ps.store.init_store(Store, name=f'node-{uuid.uuid4().hex[:8]}', connector=node)
+    try:
+        array = np.arange(300_000, dtype=np.float64)
+        proxy = store.proxy(array)
+        pickled = pickle.dumps(proxy)
+        config = store.config()
+        assert config['connector'] == 'proxystore.connectors.node.NodeConnector'
+        ctx = multiprocessing.get_context('spawn')
+        with ctx.Pool(2) as pool:
+            sums = pool.map(_workers.resolve_and_sum, [pickled] * 2)
+        assert sums == [float(array.sum())] * 2
+        assert len(copies(node)) == 1
+    finally:
+        store.cleanup()

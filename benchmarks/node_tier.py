@@ -2,17 +2,21 @@
 
 Run ``.venv/bin/python benchmarks/node_tier.py`` (``--help`` for options). For
 N = 1, 2, 4, 8 reader processes, each one fetches the same 100 MB float64
-array and sums it, all started together; measured are the wall time until
+array and sums it, all started together: each gets a pickled proxy, and
+resolving it rebuilds the store (a ``RedisStore``, or a store over
+``NodeConnector(RedisConnector(...))``). Measured are the wall time until
 every reader has summed (first start to last finish, on the system-wide
 monotonic clock) and how many bytes Redis sent (``total_net_output_bytes``
-of ``INFO stats``). Each round starts with no node copy. See
-``benchmarks/README.md`` for the protocol.
+of ``INFO stats``). Every round stores the array under a new key, so no
+cache or node copy of an earlier round is used. See ``benchmarks/README.md``
+for the protocol.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -23,11 +27,11 @@ from typing import Any
 import common
 import numpy as np
 import redis
-from _redis_bridge import RedisStoreConnector
 
+import proxystore as ps
 from proxystore.connectors.node import NodeConnector
-from proxystore.serialize import deserialize
-from proxystore.serialize import serialize_parts
+from proxystore.connectors.redis import RedisConnector
+from proxystore.store.base import Store
 
 TARGET_BYTES_8 = 1.2  # 8 readers: Redis bytes <= 1.2 x the object
 TARGET_TIME_8 = 0.5  # 8 readers: wall time <= 0.5 x without the tier
@@ -37,25 +41,20 @@ TARGET_TIME_1 = 1.1  # 1 reader: wall time <= 1.1 x without the tier
 # -- reader processes --------------------------------------------------------------------
 
 
-def _reader(kind: str, config: dict[str, Any], commands: Any, barrier: Any, results: Any) -> None:
-    """Build the connector once, then for each key: wait for all readers, get, sum, report."""
-    sys.path.insert(0, common.BENCH_DIR)
-    connector: Any = NodeConnector(**config) if kind == 'node' else RedisStoreConnector(**config)
-    connector.exists('warm-up')  # connect before timing
+def _reader(commands: Any, barrier: Any, results: Any) -> None:
+    """For each pickled proxy: wait for all readers, resolve it and sum the array, report."""
     results.put('ready')
     while True:
-        key = commands.get()
-        if key is None:
+        pickled = commands.get()
+        if pickled is None:
             break
+        proxy = pickle.loads(pickled)
         barrier.wait()
         start = time.monotonic()
-        entry = connector.get(key)
-        array = deserialize(entry[0])
-        total = float(np.sum(array))
+        total = float(np.sum(proxy))  # resolves: fetch (or map the node copy), deserialize
         end = time.monotonic()
-        del array, entry
+        del proxy
         results.put((start, end, total))
-    connector.close()
 
 
 def _net_output(client: redis.Redis) -> int:
@@ -70,29 +69,35 @@ def _clear(directory: str) -> None:
 
 
 class _Readers:
-    """``n`` spawned reader processes of one kind, started (and connected) before any timing."""
+    """``n`` spawned reader processes, started before any timing; both columns use them."""
 
-    def __init__(self, kind: str, config: dict[str, Any], n: int) -> None:
+    def __init__(self, n: int) -> None:
         ctx = get_context('spawn')
         self.results = ctx.Queue()
         barrier = ctx.Barrier(n)
         self.queues = [ctx.Queue() for _ in range(n)]
         self.procs = [
-            ctx.Process(target=_reader, args=(kind, config, q, barrier, self.results))
-            for q in self.queues
+            ctx.Process(target=_reader, args=(q, barrier, self.results)) for q in self.queues
         ]
         for p in self.procs:
             p.start()
         for _ in self.procs:
             assert self.results.get(timeout=300) == 'ready'
 
-    def round(self, key: str, expected: float, client: redis.Redis) -> tuple[float, int]:
+    def round(
+        self, store: Store, array: np.ndarray, expected: float, client: redis.Redis
+    ) -> tuple[float, int]:
         """(wall seconds from the first start to the last sum, bytes Redis sent) of one round."""
-        before = _net_output(client)
-        for q in self.queues:
-            q.put(key)
-        reports = [self.results.get(timeout=600) for _ in self.procs]
-        after = _net_output(client)
+        key = store.set(array)
+        pickled = pickle.dumps(store.proxy(key=key))
+        try:
+            before = _net_output(client)
+            for q in self.queues:
+                q.put(pickled)
+            reports = [self.results.get(timeout=600) for _ in self.procs]
+            after = _net_output(client)
+        finally:
+            store.evict(key)  # through the tier: also removes this node's copy
         assert all(abs(r[2] - expected) < 1e-6 * abs(expected) for r in reports), reports
         return max(r[1] for r in reports) - min(r[0] for r in reports), after - before
 
@@ -104,10 +109,9 @@ class _Readers:
 
 
 def run_readers(
-    inner: RedisStoreConnector,
-    node: NodeConnector,
+    stores: dict[str, Store],
     n: int,
-    key: str,
+    array: np.ndarray,
     expected: float,
     client: redis.Redis,
     repeat: int,
@@ -115,53 +119,60 @@ def run_readers(
 ) -> dict[str, float]:
     """Medians for ``n`` readers without and with the tier, their rounds interleaved.
 
-    Alternating the two (and which goes first) spreads the machine's other
-    load over both columns alike. Each tier round starts with no node copy.
+    The same reader processes resolve both; alternating the two (and which
+    goes first) spreads the machine's other load over both columns alike.
     """
-    plain = _Readers('plain', inner.config(), n)
-    tiered = _Readers('node', node.config(), n)
-    results: dict[str, list[float]] = {k: [] for k in ('pt', 'pb', 'nt', 'nb')}
+    readers = _Readers(n)
+    results: dict[str, list[float]] = {k: [] for k in ('plain', 'node')}
+    sent: dict[str, list[float]] = {k: [] for k in ('plain', 'node')}
     try:
         for round_ in range(warmup + repeat):
             order = ('plain', 'node') if round_ % 2 == 0 else ('node', 'plain')
             for kind in order:
-                if kind == 'plain':
-                    wall, sent = plain.round(key, expected, client)
-                else:
-                    _clear(node.directory)
-                    wall, sent = tiered.round(key, expected, client)
+                wall, nbytes = readers.round(stores[kind], array, expected, client)
                 if round_ >= warmup:
-                    results[kind[0] + 't'].append(wall)
-                    results[kind[0] + 'b'].append(sent)
+                    results[kind].append(wall)
+                    sent[kind].append(nbytes)
     finally:
-        plain.stop()
-        tiered.stop()
+        readers.stop()
     return {
         'readers': n,
-        'plain_time': common.median(results['pt']),
-        'node_time': common.median(results['nt']),
-        'plain_bytes': common.median(results['pb']),
-        'node_bytes': common.median(results['nb']),
+        'plain_time': common.median(results['plain']),
+        'node_time': common.median(results['node']),
+        'plain_bytes': common.median(sent['plain']),
+        'node_bytes': common.median(sent['node']),
     }
 
 
-def version_cost(inner: Any, node: NodeConnector, key: str, repeat: int) -> dict[str, float]:
-    """Per-read costs in this process with a warm node copy: the version check is the tier's tax."""
+def read_costs(
+    inner: RedisConnector, node: NodeConnector, key: str, parts: Any, repeat: int
+) -> dict[str, float]:
+    """Per-read costs in this process (connector level, no deserialization).
+
+    The lone first read (a new version, read by this process only: no copy is
+    written) and the plain Redis read alternate, so both see the same load.
+    """
 
     def timed(fn: Any) -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return common.median(times)
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
 
-    node.get(key)
-    node.get(key)  # the second read publishes (min_readers=2)
+    lone, remote = [], []
+    for _ in range(repeat):
+        node.put(key, parts)  # a new version: the next read through the tier is a first read
+        lone.append(timed(lambda: node.get(key)))
+        remote.append(timed(lambda: inner.get(key)))
+    node.get(key)  # the second read of this version publishes it (min_readers=2)
     return {
-        'version check (one round trip)': timed(lambda: node.version(key)),
-        'get, node copy (check + map)': timed(lambda: node.get(key)),
-        'get, straight from Redis': timed(lambda: inner.get(key)),
+        'version check (one round trip)': common.median(
+            [timed(lambda: node.version(key)) for _ in range(repeat)]
+        ),
+        'get, node copy (check + map)': common.median(
+            [timed(lambda: node.get(key)) for _ in range(repeat)]
+        ),
+        'get, straight from Redis': common.median(remote),
+        'get, lone first read through the tier': common.median(lone),
     }
 
 
@@ -214,23 +225,37 @@ def main() -> None:
     expected = float(np.sum(array))
     node_root = f'/dev/shm/proxystore-bench-{uuid.uuid4().hex}'
     rows: list[dict[str, float]] = []
+    tag = uuid.uuid4().hex[:8]
     with common.redis_server() as (host, port):
-        inner = RedisStoreConnector(host, port)
-        node = NodeConnector(inner, directory=node_root)
-        key = f'array-{uuid.uuid4().hex}'
-        inner.put(key, serialize_parts(array))
-        del array
+        # No cache in the readers: every round is a fresh read (a new key anyway).
+        stores: dict[str, Store] = {
+            'plain': ps.store.init_store(
+                'redis', name=f'plain-{tag}', hostname=host, port=port, cache_size=0
+            ),
+            'node': ps.store.init_store(
+                Store,
+                name=f'node-{tag}',
+                connector=NodeConnector(RedisConnector(host, port), directory=node_root),
+                cache_size=0,
+            ),
+        }
         client = redis.Redis(host=host, port=port)
+        inner = RedisConnector(host, port)
+        node = NodeConnector(RedisConnector(host, port), directory=node_root)
+        key = f'array-{tag}'
         try:
             for n in counts:
-                rows.append(
-                    run_readers(inner, node, n, key, expected, client, args.repeat, args.warmup)
-                )
+                repeat = args.repeat * max(1, 8 // n)  # short rounds: more of them
+                rows.append(run_readers(stores, n, array, expected, client, repeat, args.warmup))
                 print(f'  {n} readers done', file=sys.stderr)
-            costs = version_cost(inner, node, key, max(args.repeat, 5) * 4)
+            costs = read_costs(
+                inner, node, key, stores['plain'].serialize(array), max(args.repeat, 5) * 4
+            )
         finally:
             client.close()
             inner.evict(key)
+            for store in stores.values():
+                store.cleanup()
             shutil.rmtree(node_root, ignore_errors=True)
 
     table = []
@@ -268,10 +293,12 @@ def main() -> None:
             'Redis bytes sent (in objects) are medians'
         ),
     )
+    lone = costs['get, lone first read through the tier'] / costs['get, straight from Redis']
     common.print_table(
-        ['per read, one process, warm node copy', 'median'],
-        [[name, common.format_time(value)] for name, value in costs.items()],
-        title='What the tier costs a reader that finds a copy',
+        ['per read, one process', 'median'],
+        [[name, common.format_time(value)] for name, value in costs.items()]
+        + [['lone first read / straight from Redis', f'{lone:.2f}x']],
+        title='What the tier costs one reader (connector level, no deserialization)',
     )
     if args.plot:
         plot(rows, size, args.plot)

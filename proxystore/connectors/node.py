@@ -207,7 +207,13 @@ def _load_connector(path: Any, config: Any) -> Connector:
             f'NodeConnector: cannot import the inner connector {path!r} ({e}). Install the '
             'package that provides it, or check the class path.',
         ) from e
-    connector: Connector = cls(**config)
+    try:
+        connector: Connector = cls(**config)
+    except TypeError as e:
+        raise StoreConfigError(
+            f'NodeConnector: inner_config does not fit {path}: {e}. Pass the inner '
+            "connector's own config().",
+        ) from e
     return connector
 
 

@@ -29,6 +29,7 @@ from proxystore.connectors.redis import RedisConnector
 from proxystore.exceptions import StoreConfigError
 from tests.connectors import _workers
 from tests.connectors._instrumented import InstrumentedConnector
+from tests.reliability.conftest import small_tmpfs  # noqa: F401 - a real 2 MiB tmpfs
 
 MiB = 1 << 20
 START_METHODS = ['fork', 'spawn']
@@ -329,33 +330,13 @@ def test_margin_larger_than_free_space_publishes_nothing(setup: Setup, method: s
     assert setup.fetches() == 5  # no copy: every reader fetched
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MiB tmpfs (skipped where mounting is not permitted)."""
-    mount_point = tmp_path / 'tmpfs'
-    mount_point.mkdir()
-    mount = shutil.which('mount')
-    if mount is None:
-        pytest.skip('no mount command')
-    done = subprocess.run(
-        [mount, '-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', str(mount_point)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f'mounting a tmpfs is not permitted here: {done.stderr.strip()}')
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(['umount', '-l', str(mount_point)], capture_output=True, check=False)
-
-
-def test_full_tmpfs_reads_work_and_nothing_is_published(setup: Setup, small_tmpfs: Path) -> None:
-    node = setup.node(directory=str(small_tmpfs), min_free_bytes=0, max_bytes=4 * MiB)
-    fs = os.statvfs(small_tmpfs)
-    filler = small_tmpfs / 'filler'
+def test_full_tmpfs_reads_work_and_nothing_is_published(
+    setup: Setup, request: pytest.FixtureRequest
+) -> None:
+    tmpfs: Path = request.getfixturevalue('small_tmpfs')  # skipped if we cannot mount
+    node = setup.node(directory=str(tmpfs), min_free_bytes=0, max_bytes=4 * MiB)
+    fs = os.statvfs(tmpfs)
+    filler = tmpfs / 'filler'
     filler.write_bytes(b'\0' * (fs.f_bavail * fs.f_frsize - 512 * 1024))  # 512 KiB stay free
     payload = os.urandom(MiB)
     node.put('k', [payload])
@@ -365,7 +346,7 @@ def test_full_tmpfs_reads_work_and_nothing_is_published(setup: Setup, small_tmpf
     assert copies(node) == {}
     assert not [n for n in os.listdir(node.directory) if n.startswith('.tmp')]
     filler.unlink()  # room again: the next first read publishes
-    node2 = setup.node(directory=str(small_tmpfs), min_free_bytes=0, max_bytes=4 * MiB)
+    node2 = setup.node(directory=str(tmpfs), min_free_bytes=0, max_bytes=4 * MiB)
     entry = node2.get('k')
     assert entry is not None and bytes(entry[0]) == payload
     assert len(copies(node2)) == 1
@@ -570,6 +551,12 @@ def test_bad_inner(setup: Setup, tmp_path: Path) -> None:
         NodeConnector('no.such.Connector', inner_config={}, directory=setup.directory)
     with pytest.raises(StoreConfigError, match='inner_config'):
         NodeConnector(setup.inner(), inner_config={}, directory=setup.directory)
+    with pytest.raises(StoreConfigError, match='does not fit'):
+        NodeConnector(
+            'proxystore.connectors.redis.RedisConnector',
+            inner_config={'host': 'x'},
+            directory=setup.directory,
+        )
     blocker = tmp_path / 'file'
     blocker.write_text('')
     with pytest.raises(StoreConfigError, match='not a directory'):

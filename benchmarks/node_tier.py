@@ -150,7 +150,8 @@ def read_costs(
     """Per-read costs in this process (connector level, no deserialization).
 
     The lone first read (a new version, read by this process only: no copy is
-    written) and the plain Redis read alternate, so both see the same load.
+    written) and the plain Redis read of the same version take turns (and turns
+    at going first), so both see the same load.
     """
 
     def timed(fn: Any) -> float:
@@ -158,11 +159,13 @@ def read_costs(
         fn()
         return time.perf_counter() - start
 
-    lone, remote = [], []
-    for _ in range(repeat):
+    lone: list[float] = []
+    remote: list[float] = []
+    for i in range(repeat):
         node.put(key, parts)  # a new version: the next read through the tier is a first read
-        lone.append(timed(lambda: node.get(key)))
-        remote.append(timed(lambda: inner.get(key)))
+        pairs = [(lone, node.get), (remote, inner.get)]
+        for times, get in pairs if i % 2 == 0 else pairs[::-1]:  # alternate which goes first
+            times.append(timed(lambda get=get: get(key)))
     node.get(key)  # the second read of this version publishes it (min_readers=2)
     return {
         'version check (one round trip)': common.median(

@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 from proxystore.store.base import Store
-from proxystore.store.registry import STORES
 from proxystore.store.registry import get_store
 from proxystore.store.registry import init_store
 from proxystore.store.registry import register_store
 from proxystore.store.registry import unregister_store
+from proxystore.store.types import STORES
 
 __all__ = [
     'STORES',

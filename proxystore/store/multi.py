@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxystore.connectors.protocol import Entry
-from proxystore.exceptions import BatchSizeMismatchError
 from proxystore.exceptions import KeyNotFoundError
 from proxystore.exceptions import NotBytesError
 from proxystore.exceptions import StoreConfigError
@@ -280,16 +279,6 @@ class MultiStore(Store):
         explicit = keys is not None
         keys = self._batch_keys(objs, keys, 'set_batch')
         return [key for key, _ in self._set_batch(objs, keys, serialize, explicit)]
-
-    def _batch_keys(self, objs: list[Any], keys: Sequence[str] | None, what: str) -> list[str]:
-        if keys is None:
-            return [self.create_key(obj) for obj in objs]
-        checked = check_keys(keys, what)
-        if len(checked) != len(objs):
-            raise BatchSizeMismatchError(
-                f'{what} got {len(objs)} objects but {len(checked)} keys.',
-            )
-        return checked
 
     def _set_batch(
         self, objs: list[Any], keys: list[str], serialize: bool, explicit: bool

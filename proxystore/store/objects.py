@@ -232,14 +232,7 @@ class ObjectStore:
 
         """
         objs = list(objs)
-        if keys is None:
-            keys = [self.create_key(obj) for obj in objs]
-        else:
-            keys = check_keys(keys, 'set_batch')
-            if len(keys) != len(objs):
-                raise BatchSizeMismatchError(
-                    f'set_batch got {len(objs)} objects but {len(keys)} keys.',
-                )
+        keys = self._batch_keys(objs, keys, 'set_batch')
         items = [(key, self._encode(obj, serialize)) for key, obj in zip(keys, objs)]
         with self._metrics.timer('set', count=len(items)) as timing:
             self._connector.put_batch(items)
@@ -248,6 +241,15 @@ class ObjectStore:
             self._record(key, 'set', timing.seconds / max(len(keys), 1))
             self._cache.evict(key)
         return keys
+
+    def _batch_keys(self, objs: list[Any], keys: Sequence[str] | None, what: str) -> list[str]:
+        """New keys for ``objs``, or ``keys`` checked (valid, one per object)."""
+        if keys is None:
+            return [self.create_key(obj) for obj in objs]
+        checked = check_keys(keys, what)
+        if len(checked) != len(objs):
+            raise BatchSizeMismatchError(f'{what} got {len(objs)} objects but {len(checked)} keys.')
+        return checked
 
     def get(
         self,

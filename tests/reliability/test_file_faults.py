@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import proxystore as ps
+from proxystore.connectors.file import FileConnector
 from proxystore.exceptions import KeyNotFoundError
 from proxystore.exceptions import StoreFullError
 from proxystore.exceptions import StoreIOError
@@ -248,7 +249,7 @@ def test_proxy_after_cleanup(shared_store: Store) -> None:
     assert key is not None
     data = pickle.dumps(proxy)
     shared_store.cleanup()
-    if isinstance(shared_store, FileStore):
+    if isinstance(shared_store.connector, FileConnector):  # FileStore, shm, composed
         with pytest.raises(KeyNotFoundError) as info:
             ps.proxy.resolve(proxy)
         _assert_names_store_and_key(info.value, shared_store, key)

@@ -67,7 +67,7 @@ def test_missing_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delitem(sys.modules, 'proxystore.store.redis', raising=False)
     monkeypatch.delitem(sys.modules, 'proxystore.connectors.redis', raising=False)
     # ... in a process that never imported the backend (no remembered classes).
-    monkeypatch.setattr(registry, '_classes', {})
+    monkeypatch.setattr(ps.store.types, '_classes', {})
     monkeypatch.setattr(ps.utils, '_imported', {})
     with pytest.raises(MissingDependencyError, match=r'proxystore\[redis\]') as info:
         ps.store.init_store('redis', name='r', hostname='localhost', port=1)

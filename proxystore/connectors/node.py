@@ -469,19 +469,26 @@ class NodeConnector:
         return connector_version(self._inner, key)
 
     def cleanup(self) -> None:
-        """Clean up the inner connector and remove this node's copies of its keys."""
+        """Clean up the inner connector and remove this node's copies of its keys.
+
+        The directory goes too; a later read through this tier creates it again.
+        """
         inner_cleanup = getattr(self._inner, 'cleanup', None)
         if inner_cleanup is not None:
             inner_cleanup()
         else:
             self._inner.close()
-        names: list[str] = []
-        with contextlib.suppress(FileNotFoundError), os.scandir(self.directory) as entries:
-            names = [e.name for e in entries]
-        for name in names:
-            if name != _DIR_LOCK:
+        # The directory's lock goes last, while held: a process that opened it
+        # before sees it replaced and locks the new one (see _dir_locked).
+        with self._dir_locked():
+            names: list[str] = []
+            with contextlib.suppress(FileNotFoundError), os.scandir(self.directory) as entries:
+                names = [e.name for e in entries]
+            for name in sorted(names, key=lambda n: n == _DIR_LOCK):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.directory, name))
+        with contextlib.suppress(OSError):  # another process may be publishing again
+            os.rmdir(self.directory)
 
     def where(self, key: str | None = None) -> str:
         """Where the data lives, for error messages."""

@@ -69,11 +69,11 @@ from proxystore.connectors.buffers import map_file
 from proxystore.connectors.protocol import Connector
 from proxystore.connectors.protocol import Entry
 from proxystore.connectors.protocol import connector_version
+from proxystore.connectors.protocol import load_connector
 from proxystore.exceptions import StoreConfigError
 from proxystore.exceptions import StoreIOError
 from proxystore.serialize import Buffer
 from proxystore.utils import class_path
-from proxystore.utils import import_class
 
 __all__ = ['NodeConnector']
 
@@ -200,21 +200,7 @@ def _load_connector(path: Any, config: Any) -> Connector:
             f"NodeConnector: inner_config must be a dict of the inner connector's config(), "
             f'got {type(config).__qualname__}.',
         )
-    try:
-        cls = import_class(path)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise StoreConfigError(
-            f'NodeConnector: cannot import the inner connector {path!r} ({e}). Install the '
-            'package that provides it, or check the class path.',
-        ) from e
-    try:
-        connector: Connector = cls(**config)
-    except TypeError as e:
-        raise StoreConfigError(
-            f'NodeConnector: inner_config does not fit {path}: {e}. Pass the inner '
-            "connector's own config().",
-        ) from e
-    return connector
+    return load_connector(path, config, 'NodeConnector (inner)')
 
 
 def _identity(connector: Connector) -> str:

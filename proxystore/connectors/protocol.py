@@ -42,9 +42,11 @@ from typing import Any
 from typing import Protocol
 from typing import runtime_checkable
 
+from proxystore.exceptions import StoreConfigError
 from proxystore.serialize import Buffer
+from proxystore.utils import import_class
 
-__all__ = ['Connector', 'Entry', 'connector_version']
+__all__ = ['Connector', 'Entry', 'connector_version', 'load_connector']
 
 #: What ``get`` returns for an existing key: its bytes and its version token.
 Entry = tuple[Buffer, Hashable]
@@ -94,3 +96,28 @@ def connector_version(connector: Connector, key: str) -> Hashable | None:
         token: Hashable | None = version(key)
         return token
     return True if connector.exists(key) else None
+
+
+def load_connector(path: str, arguments: dict[str, Any], where: str) -> Connector:
+    """Build the connector at class ``path`` with ``arguments``, as a worker rebuilding one does.
+
+    Raises:
+        StoreConfigError: the class cannot be imported here, or the arguments
+            do not fit it; the message starts with ``where``.
+
+    """
+    try:
+        cls = import_class(path)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise StoreConfigError(
+            f'{where}: cannot import connector class {path!r} ({e}); install the package '
+            'that provides it in this process, or check the class path.',
+        ) from e
+    try:
+        connector: Connector = cls(**arguments)
+    except TypeError as e:
+        raise StoreConfigError(
+            f"{where}: the arguments do not fit connector {path}: {e}. Pass the connector's "
+            'own config().',
+        ) from e
+    return connector

@@ -64,8 +64,10 @@ class Store(ObjectStore):
             ones; default: the ``PROXYSTORE_SECRET`` environment variable; it
             never travels inside a proxy), ``signed`` (``None`` signs when a
             secret is available, ``True`` requires one: set automatically when
-            a store is rebuilt from a proxy of a signed store) and ``stats``
-            (keep per-key timings, see :meth:`stats`).
+            a store is rebuilt from a proxy of a signed store), ``stats``
+            (keep per-key timings, see :meth:`stats`), and ``node_cache`` /
+            ``node_cache_bytes`` (remote stores: read through one shared-memory
+            copy per node, :class:`~proxystore.connectors.node.NodeConnector`).
 
     Raises:
         StoreConfigError: an unknown option, or an invalid one (empty name,

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from proxystore.connectors.protocol import Connector
 from proxystore.connectors.protocol import connector_version
+from proxystore.connectors.protocol import load_connector
 from proxystore.exceptions import BatchSizeMismatchError
 from proxystore.exceptions import NotBytesError
 from proxystore.exceptions import SerializationError
@@ -40,7 +41,6 @@ from proxystore.store.options import OPTION_NAMES
 from proxystore.store.options import StoreOptions
 from proxystore.store.stats import KeyStats
 from proxystore.utils import create_key
-from proxystore.utils import import_class
 
 __all__ = ['ObjectStore']
 
@@ -95,7 +95,7 @@ class ObjectStore:
         if isinstance(connector, str):  # a class path: the other options are its arguments
             arguments = {k: options.pop(k) for k in list(options) if k not in OPTION_NAMES}
             parsed = StoreOptions.parse(type(self).__name__, name, options)
-            connector = _build(where, connector, arguments)
+            connector = load_connector(connector, arguments, where)
         else:
             parsed = StoreOptions.parse(type(self).__name__, name, options)
         if not isinstance(connector, Connector):
@@ -457,21 +457,6 @@ class ObjectStore:
         after_fork = getattr(self._connector, 'after_fork', None)
         if after_fork is not None:
             after_fork()
-
-
-def _build(where: str, path: str, arguments: dict[str, Any]) -> Any:
-    """The connector at class ``path`` built with ``arguments`` (what a composed config holds)."""
-    try:
-        cls = import_class(path)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise StoreConfigError(
-            f'{where}: cannot import connector class {path!r} ({e}); install the package '
-            'that provides it in this process.',
-        ) from e
-    try:
-        return cls(**arguments)
-    except TypeError as e:
-        raise StoreConfigError(f'{where}: bad arguments for connector {path}: {e}') from e
 
 
 def _name_in(error: Exception, where: str) -> None:

@@ -24,9 +24,9 @@ from proxystore.connectors.shm import default_shm_dir
 from proxystore.exceptions import StoreConnectionError
 from proxystore.utils import import_class
 
-KINDS = ['local', 'file', 'shm', 'redis', 'redis-cluster']
+KINDS = ['local', 'file', 'shm', 'redis', 'redis-cluster', 'node']
 #: Connectors whose data another connector object (another process) can read.
-SHARED = ['file', 'shm', 'redis', 'redis-cluster']
+SHARED = ['file', 'shm', 'redis', 'redis-cluster', 'node']
 
 
 def _make(kind: str, request: pytest.FixtureRequest) -> Connector:
@@ -38,6 +38,14 @@ def _make(kind: str, request: pytest.FixtureRequest) -> Connector:
         return SharedMemoryConnector(default_shm_dir(f'contract-{os.urandom(4).hex()}'))
     from proxystore.connectors.redis import RedisConnector
 
+    if kind == 'node':  # the node tier over Redis, publishing on the first read
+        from proxystore.connectors.node import NodeConnector
+
+        host, port = request.getfixturevalue('redis_address')
+        directory = request.getfixturevalue('tmp_path') / 'node'
+        return NodeConnector(
+            RedisConnector(host, port), directory=directory, min_readers=1, min_bytes=0
+        )
     if kind == 'redis':
         host, port = request.getfixturevalue('redis_address')
         return RedisConnector(host, port)
@@ -50,7 +58,7 @@ def connector(request: pytest.FixtureRequest) -> Iterator[Connector]:
     made = _make(request.param, request)
     yield made
     cleanup = getattr(made, 'cleanup', None)
-    if cleanup is not None and request.param not in ('redis', 'redis-cluster'):
+    if cleanup is not None and request.param not in ('redis', 'redis-cluster', 'node'):
         cleanup()
     made.close()
 

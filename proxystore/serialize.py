@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import pickle
 import struct
+import sys
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,64 @@ _KIND_MEMORYVIEW = 2
 _KIND_PICKLE = 3
 
 _FLAG_SIGNED = 0x01
+
+#: Length tables of one and two segments, the common payloads (most objects
+#: are one pickle stream, or a stream and one array).
+_LENGTHS = {1: struct.Struct('<Q'), 2: struct.Struct('<QQ')}
+#: Exact types that plain ``pickle`` writes exactly as ``cloudpickle`` does (by
+#: value, with no globals of their own), so the C pickler can skip
+#: cloudpickle's per-object Python hook. Containers qualify if their items do.
+_PLAIN_SCALARS = frozenset({int, float, complex, bool, type(None), str, bytes, bytearray})
+_PLAIN_CONTAINERS = frozenset({list, tuple, set, frozenset})
+#: Most items :func:`_plainly_picklable` inspects before giving up (then
+#: cloudpickle's fixed cost is small next to the pickling itself).
+_PLAIN_BUDGET = 64
+
+
+def _lengths_struct(n: int) -> struct.Struct:
+    cached = _LENGTHS.get(n)
+    return cached if cached is not None else struct.Struct(f'<{n}Q')
+
+
+def _plainly_picklable(obj: Any) -> bool:
+    """Whether ``pickle`` and ``cloudpickle`` give the same stream for ``obj`` (cheap check).
+
+    True for builtin scalars, numpy arrays without Python objects, and small
+    builtin containers of those: none of them holds a function or class that
+    cloudpickle would pickle by value. Anything else (or a large container)
+    goes through cloudpickle, as does everything once a module is registered
+    to be pickled by value.
+    """
+    if getattr(cloudpickle.cloudpickle, '_PICKLE_BY_VALUE_MODULES', True):
+        return False
+    budget = _PLAIN_BUDGET
+    todo = [obj]
+    numpy = sys.modules.get('numpy')
+    ndarray = numpy.ndarray if numpy is not None else None
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind in _PLAIN_SCALARS:
+            continue
+        if kind is ndarray:
+            if item.dtype.hasobject:
+                return False
+            continue
+        budget -= 1
+        if budget < 0:
+            return False
+        if kind in _PLAIN_CONTAINERS:
+            if len(item) > budget:
+                return False
+            todo.extend(item)
+        elif kind is dict:
+            if 2 * len(item) > budget:
+                return False
+            todo.extend(item)
+            todo.extend(item.values())
+        else:
+            return False
+    return True
 
 
 def _padding(size: int) -> int:
@@ -134,7 +193,10 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
             return False
 
         try:
-            stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+            if _plainly_picklable(obj):
+                stream = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+            else:
+                stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
         except Exception as e:
             raise SerializationError(
                 f'Cannot serialize an object of type {type(obj).__qualname__}: {e}. '
@@ -150,10 +212,9 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
 
     flags = _FLAG_SIGNED if secret is not None else 0
     lengths = [len(s) if isinstance(s, bytes) else memoryview(s).nbytes for s in segments]
-    prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + struct.pack(
-        f'<{len(segments)}Q',
-        *lengths,
-    )
+    prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + _lengths_struct(
+        len(segments)
+    ).pack(*lengths)
     crc = zlib.crc32(prefix)
     if kind == _KIND_PICKLE:
         crc = zlib.crc32(segments[0], crc)
@@ -197,6 +258,21 @@ def _corrupt(reason: str) -> SerializationError:
     )
 
 
+def _check_signature(view: memoryview, offset: int, secret: bytes, *, signed: bool) -> None:
+    """Refuse an unsigned payload, or one whose tag (after ``offset``) does not match."""
+    if not signed:
+        raise SignatureError(
+            'Refusing to deserialize an unsigned payload: this store has a '
+            'secret, so every object it reads must be signed with it.',
+        )
+    tag = hmac.new(secret, view[:offset], hashlib.sha256).digest()
+    if not hmac.compare_digest(tag, view[offset:]):
+        raise SignatureError(
+            'Refusing to deserialize: the payload signature does not match. '
+            'The data was modified, or written with a different secret.',
+        )
+
+
 def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     """Rebuild the object serialized into ``data``.
 
@@ -217,12 +293,14 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
 
     """
     try:
-        view = _as_bytes_view(data)
+        view = memoryview(data)
     except TypeError as e:
         raise SerializationError(
             f'Cannot deserialize an object of type {type(data).__qualname__}: '
             'expected bytes, bytearray or memoryview.',
         ) from e
+    if view.format != 'B' or view.ndim != 1:
+        view = _as_bytes_view(view)
     total = view.nbytes
     if total < _HEADER.size:
         raise _corrupt(f'only {total} bytes, shorter than a header')
@@ -236,15 +314,15 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     table_end = _HEADER.size + 8 * nseg
     if total < table_end + _CRC.size:
         raise _corrupt(f'only {total} bytes, shorter than its own header')
-    lengths = struct.unpack_from(f'<{nseg}Q', view, _HEADER.size)
+    lengths = _lengths_struct(nseg).unpack_from(view, _HEADER.size)
     (expected_crc,) = _CRC.unpack_from(view, table_end)
     offset = table_end + _CRC.size
-    offset += _padding(offset)
+    offset += -offset % _ALIGN
     starts = []
     for length in lengths:
         starts.append(offset)
-        offset += length + _padding(length)
-    signed = bool(flags & _FLAG_SIGNED)
+        offset += length + (-length % _ALIGN)
+    signed = flags & _FLAG_SIGNED
     expected_total = offset + (_TAG_SIZE if signed else 0)
     if total != expected_total:
         raise _corrupt(f'{total} bytes where the header announces {expected_total}')
@@ -256,17 +334,7 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
         raise _corrupt('checksum mismatch')
 
     if secret is not None:
-        if not signed:
-            raise SignatureError(
-                'Refusing to deserialize an unsigned payload: this store has a '
-                'secret, so every object it reads must be signed with it.',
-            )
-        tag = hmac.new(secret, view[:offset], hashlib.sha256).digest()
-        if not hmac.compare_digest(tag, view[offset:]):
-            raise SignatureError(
-                'Refusing to deserialize: the payload signature does not match. '
-                'The data was modified, or written with a different secret.',
-            )
+        _check_signature(view, offset, secret, signed=bool(signed))
 
     segments = [view[s : s + n] for s, n in zip(starts, lengths)]
     if kind == _KIND_BYTES:

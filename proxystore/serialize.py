@@ -100,6 +100,11 @@ _PLAIN_CONTAINERS = frozenset({list, tuple, set, frozenset})
 _PLAIN_BUDGET = 64
 
 
+#: Header, length table and CRC of unsigned one- and two-segment payloads, read at once.
+_ONE = struct.Struct('<4sBBHIQI')
+_TWO = struct.Struct('<4sBBHIQQI')
+
+
 def _lengths_struct(n: int) -> struct.Struct:
     cached = _LENGTHS.get(n)
     return cached if cached is not None else struct.Struct(f'<{n}Q')
@@ -210,6 +215,8 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
             except BufferError:  # pragma: no cover - exporters give contiguous data
                 segments.append(memoryview(buf).tobytes())
 
+    if secret is None and len(segments) == 1 and type(segments[0]) is bytes:
+        return _frame_one(kind, segments[0])
     flags = _FLAG_SIGNED if secret is not None else 0
     lengths = [len(s) if isinstance(s, bytes) else memoryview(s).nbytes for s in segments]
     prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + _lengths_struct(
@@ -234,6 +241,23 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
             mac.update(part)
         parts.append(mac.digest())
     return parts
+
+
+_ONE_PREFIX = struct.Struct('<4sBBHIQ')
+
+
+def _frame_one(kind: int, segment: bytes) -> list[Buffer]:
+    """:func:`serialize_parts`'s framing of an unsigned one-segment payload (most objects)."""
+    length = len(segment)
+    prefix = _ONE_PREFIX.pack(_MAGIC, kind, 0, 0, 1, length)
+    crc = zlib.crc32(prefix)
+    if kind == _KIND_PICKLE:
+        crc = zlib.crc32(segment, crc)
+    header = prefix + _CRC.pack(crc) + _PAD[: _ALIGN - _ONE_PREFIX.size - _CRC.size]
+    pad = -length % _ALIGN
+    if not length:
+        return [header]
+    return [header, segment, _PAD[:pad]] if pad else [header, segment]
 
 
 def payload_size(parts: Sequence[Buffer]) -> int:
@@ -273,6 +297,50 @@ def _check_signature(view: memoryview, offset: int, secret: bytes, *, signed: bo
         )
 
 
+_NOT_COMMON: Any = object()
+
+
+def _load_common(view: memoryview) -> Any:
+    """Unpickle an unsigned pickle payload of one or two segments: most objects.
+
+    Checked as :func:`deserialize` checks it; ``_NOT_COMMON`` for anything
+    else or anything wrong (the general path then reads it, or names what is
+    wrong).
+    """
+    total = view.nbytes
+    if total < _ALIGN:
+        return _NOT_COMMON
+    magic, kind, flags, _, nseg, length, crc = _ONE.unpack_from(view)
+    if magic != _MAGIC or kind != _KIND_PICKLE or flags:
+        return _NOT_COMMON
+    end = _ALIGN + length
+    if nseg == 1:
+        if total != end + (-length % _ALIGN):
+            return _NOT_COMMON
+        stream = view[_ALIGN:end]
+        if zlib.crc32(stream, zlib.crc32(view[:20])) != crc:
+            return _NOT_COMMON
+        buffers: list[memoryview] = []
+    elif nseg == 2:
+        _, _, _, _, _, _, size, crc = _TWO.unpack_from(view)
+        start = end + (-length % _ALIGN)
+        if total != start + size + (-size % _ALIGN):
+            return _NOT_COMMON
+        stream = view[_ALIGN:end]
+        if zlib.crc32(stream, zlib.crc32(view[:28])) != crc:
+            return _NOT_COMMON
+        buffers = [view[start : start + size]]
+    else:
+        return _NOT_COMMON
+    try:
+        return pickle.loads(stream, buffers=buffers)
+    except Exception as e:
+        raise SerializationError(
+            f'Cannot unpickle the object: {type(e).__name__}: {e}. If a module '
+            'or class is missing, make it importable in this process.',
+        ) from e
+
+
 def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     """Rebuild the object serialized into ``data``.
 
@@ -301,6 +369,10 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
         ) from e
     if view.format != 'B' or view.ndim != 1:
         view = _as_bytes_view(view)
+    if secret is None:
+        found = _load_common(view)
+        if found is not _NOT_COMMON:
+            return found
     total = view.nbytes
     if total < _HEADER.size:
         raise _corrupt(f'only {total} bytes, shorter than a header')
@@ -336,7 +408,11 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     if secret is not None:
         _check_signature(view, offset, secret, signed=bool(signed))
 
-    segments = [view[s : s + n] for s, n in zip(starts, lengths)]
+    return _rebuild(kind, [view[s : s + n] for s, n in zip(starts, lengths)])
+
+
+def _rebuild(kind: int, segments: list[memoryview]) -> Any:
+    """The object of a checked payload's ``segments``."""
     if kind == _KIND_BYTES:
         return segments[0].tobytes()
     if kind == _KIND_STR:

@@ -57,6 +57,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from proxystore.connectors.buffers import ALLOCATE_THRESHOLD
 from proxystore.connectors.buffers import allocate
 from proxystore.connectors.protocol import Entry
 from proxystore.exceptions import ProxyStoreError
@@ -584,22 +585,41 @@ class _ReplyReader:
         """Read a GET reply: ``(payload, token)``, an error reply (WRONGTYPE for a list), or None.
 
         A string without this store's head (``SET`` by another tool) is the
-        payload itself, unversioned (token None).
+        payload itself, unversioned (token None). A small reply already in the
+        receive buffer is parsed in place (the common case: one receive).
 
         Raises:
             _BadValue: the head announces another length than the string holds.
 
         """
-        line = self.header()
-        if line[:1] == b'-':
-            return _error_reply(line)
-        if line[:1] == b'_':  # RESP3 null
-            return None
-        if line[:1] != b'$':
-            raise redis.exceptions.InvalidResponse(f'Protocol error: {line[:40]!r} for GET')
-        size = int(line[1:])
+        f = self._file
+        if f._start == f._end:
+            f._fill()
+        buf, start = f._buffer, f._start
+        eol = buf.find(b'\n', start, f._end)
+        if eol > start + 1 and buf[start] == 0x24 and buf[eol - 1] == 0x0D:  # $<size>\r\n
+            size = int(buf[start + 1 : eol - 1])
+            f._start = eol + 1
+        else:
+            line = self.header()
+            if line[:1] == b'-':
+                return _error_reply(line)
+            if line[:1] == b'_':  # RESP3 null
+                return None
+            if line[:1] != b'$':
+                raise redis.exceptions.InvalidResponse(f'Protocol error: {line[:40]!r} for GET')
+            size = int(line[1:])
         if size < 0:
             return None
+        body = f._start
+        if f._end - body >= size + 2 and size < ALLOCATE_THRESHOLD:  # all here: slice it out
+            if buf[body + size : body + size + 2] != _CRLF:
+                raise redis.exceptions.InvalidResponse('Protocol error: a bulk string without CRLF')
+            f._start = body + size + 2
+            if size >= _HEAD.size and buf[body : body + 4] == _VALUE_MAGIC:
+                _, token = _check_value_head(index, buf[body : body + _HEAD.size], size)
+                return buf[body + _HEAD.size : body + size], token
+            return buf[body : body + size], None
         head = bytearray(min(size, _HEAD.size))
         self.exact(memoryview(head))
         if size >= _HEAD.size and head[:4] == _VALUE_MAGIC:
@@ -1091,6 +1111,7 @@ class RedisConnector:
         self._replicas_ack = replicas_ack
         self._routes: _ClusterRoutes | None = None
         self._fast_path = _fast_path_wanted()
+        self._fast_class: type | None = None
         if cluster:
             self._routes = _ClusterRoutes(self._connect_cluster())
             self._client: Any = self._routes.client
@@ -1306,36 +1327,27 @@ class RedisConnector:
         ``retries`` overrides the store's.
         """
         pool = pool if pool is not None else self._client.connection_pool
-        retries = self._retries if retries is None else retries
-        backoff = ExponentialBackoff(cap=1.0, base=0.05)
         attempt = 0
         while True:
-            with self._errors(key, node):
-                connection = None
-                try:
-                    connection = self._connection(pool)
-                    result = operation(connection)
-                except redis.exceptions.AuthenticationError:
-                    if connection is not None:
-                        connection.disconnect()
-                        pool.release(connection)
-                    raise
-                except _CONNECTION_ERRORS:
-                    if connection is not None:
-                        connection.disconnect()
-                        pool.release(connection)
+            connection = None
+            try:
+                connection = self._connection(pool)
+                result = operation(connection)
+            except BaseException as e:
+                if connection is not None:
+                    connection.disconnect()
+                    pool.release(connection)
+                if isinstance(e, _CONNECTION_ERRORS) and not isinstance(
+                    e, redis.exceptions.AuthenticationError
+                ):
                     attempt += 1
-                    if attempt > retries:
-                        raise
-                    time.sleep(backoff.compute(attempt))
-                    continue
-                except BaseException:
-                    if connection is not None:
-                        connection.disconnect()
-                        pool.release(connection)
-                    raise
-                pool.release(connection)
-                return result
+                    if attempt <= (self._retries if retries is None else retries):
+                        time.sleep(ExponentialBackoff(cap=1.0, base=0.05).compute(attempt))
+                        continue
+                with self._errors(key, node):  # translated here only: the common path has no
+                    raise  # context manager to enter
+            pool.release(connection)
+            return result
 
     def _on_nodes(
         self,
@@ -1501,7 +1513,14 @@ class RedisConnector:
 
     def _use_fast_path(self, connection: Any) -> bool:
         """True if this store may frame and read on ``connection`` itself."""
-        return self._fast_path and _fast_path_supported(connection)
+        if not self._fast_path:
+            return False
+        if type(connection) is self._fast_class:  # probed already: skip the lookup
+            return True
+        supported = _fast_path_supported(connection)
+        if supported:
+            self._fast_class = type(connection)
+        return supported
 
     def _check_acked(self, acked: int, keys: list[str], connection: Any) -> None:
         """Raise :class:`StoreIOError` if fewer than ``replicas_ack`` replicas have ``keys``."""

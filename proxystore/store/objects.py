@@ -324,8 +324,6 @@ class ObjectStore:
 
     def _get_uncached(self, key: str, default: Any, deserialize_: bool, *, count_miss: bool) -> Any:
         """:meth:`get` of a store whose cache is disabled (``cache_size=0``)."""
-        if deserialize_ and count_miss:
-            self._metrics.increment('cache_misses')
         start = time.perf_counter()
         try:
             entry = self._connector.get(key)
@@ -333,19 +331,14 @@ class ObjectStore:
             _name_in(e, f'store {self._name!r}')
             raise
         seconds = time.perf_counter() - start
-        if entry is None:
-            self._metrics.record('get', seconds=seconds)
-            if self._key_stats is not None:
-                self._key_stats.record(key, 'get', seconds)
-            return default
-        data = entry[0]
-        if isinstance(data, bytes):
-            nbytes = len(data)
-        elif isinstance(data, (bytearray, memoryview)):
-            nbytes = memoryview(data).nbytes
-        else:
+        data = None if entry is None else entry[0]
+        if data is None:
             nbytes = 0
-        self._metrics.record('get', nbytes=nbytes, seconds=seconds)
+        elif type(data) is bytes:
+            nbytes = len(data)
+        else:
+            nbytes = memoryview(data).nbytes if isinstance(data, (bytearray, memoryview)) else 0
+        self._metrics.record_read(nbytes, seconds, miss=deserialize_ and count_miss)
         if self._key_stats is not None:
             self._key_stats.record(key, 'get', seconds)
         if data is None:

@@ -121,10 +121,12 @@ def _plainly_picklable(obj: Any) -> bool:
     """
     if getattr(cloudpickle.cloudpickle, '_PICKLE_BY_VALUE_MODULES', True):
         return False
-    budget = _PLAIN_BUDGET
-    todo = [obj]
     numpy = sys.modules.get('numpy')
     ndarray = numpy.ndarray if numpy is not None else None
+    if type(obj) is ndarray:  # the most common large object: no walk
+        return not obj.dtype.hasobject
+    budget = _PLAIN_BUDGET
+    todo = [obj]
     while todo:
         item = todo.pop()
         kind = type(item)
@@ -367,7 +369,9 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
             f'Cannot deserialize an object of type {type(data).__qualname__}: '
             'expected bytes, bytearray or memoryview.',
         ) from e
-    if view.format != 'B' or view.ndim != 1:
+    if type(data) is not bytearray and type(data) is not bytes and (
+        view.format != 'B' or view.ndim != 1
+    ):
         view = _as_bytes_view(view)
     if secret is None:
         found = _load_common(view)

@@ -95,9 +95,17 @@ def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
     Linux writes at most ~2 GiB per call, so large objects take several calls;
     resuming (rather than assuming a full write) avoids silent truncation.
     """
+    if len(parts) <= _IOV_MAX:  # the common case: one call writes everything
+        total = 0
+        for part in parts:
+            total += len(part) if type(part) is bytes else memoryview(part).nbytes
+        written = os.writev(fd, parts)
+        if written == total:
+            return
+    else:
+        written = 0
     views = [v for v in (memoryview(p).cast('B') for p in parts) if v.nbytes]
     while views:
-        written = os.writev(fd, views[:_IOV_MAX])
         while written:
             head = views[0]
             if written >= head.nbytes:
@@ -106,6 +114,8 @@ def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
             else:
                 views[0] = head[written:]
                 written = 0
+        if views:
+            written = os.writev(fd, views[:_IOV_MAX])
 
 
 def _read_into(fd: int, size: int) -> bytearray | memoryview:
@@ -415,7 +425,14 @@ class FileConnector:
             raise self._io_error(e, 'read', key) from e
         try:
             st = os.fstat(fd)
-            data = self._read(fd, st)
+            size = st.st_size
+            if size < MAP_THRESHOLD:  # most objects: one read into a buffer of the file's size
+                data: bytearray | memoryview = bytearray(size)
+                if os.readv(fd, [data]) != size:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    data = _read_into(fd, size)
+            else:
+                data = self._read(fd, st)
         except OSError as e:
             raise self._io_error(e, 'read', key) from e
         finally:

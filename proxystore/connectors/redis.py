@@ -77,6 +77,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar('T')
 
 _CHUNK = 256 * 1024 * 1024
+#: Idle connections a connector keeps out of redis-py's pool (see ``_take_spare``).
+_SPARES = 4
 #: Head of every list written now: magic, payload length, version token.
 _HEAD = struct.Struct('<4sQ16s')
 _HEAD_MAGIC = b'PXSV'
@@ -1112,6 +1114,9 @@ class RedisConnector:
         self._routes: _ClusterRoutes | None = None
         self._fast_path = _fast_path_wanted()
         self._fast_class: type | None = None
+        #: Idle connections of the single server's pool kept at hand (see ``_take_spare``).
+        self._spares: list[Any] = []
+        self._spares_pid = os.getpid()
         if cluster:
             self._routes = _ClusterRoutes(self._connect_cluster())
             self._client: Any = self._routes.client
@@ -1326,12 +1331,18 @@ class RedisConnector:
         ``node`` name a cluster node's pool (default: the single server's);
         ``retries`` overrides the store's.
         """
-        pool = pool if pool is not None else self._client.connection_pool
+        own = pool is None  # the single server's pool: keep idle connections at hand
+        pool = self._client.connection_pool if own else pool
         attempt = 0
         while True:
             connection = None
+            spare = False
             try:
-                connection = self._connection(pool)
+                if own:
+                    connection = self._take_spare()
+                    spare = connection is not None
+                if connection is None:
+                    connection = self._connection(pool)
                 result = operation(connection)
             except BaseException as e:
                 if connection is not None:
@@ -1340,14 +1351,36 @@ class RedisConnector:
                 if isinstance(e, _CONNECTION_ERRORS) and not isinstance(
                     e, redis.exceptions.AuthenticationError
                 ):
+                    if spare:  # idle too long (server timeout, restart): retry on a fresh one
+                        continue
                     attempt += 1
                     if attempt <= (self._retries if retries is None else retries):
                         time.sleep(ExponentialBackoff(cap=1.0, base=0.05).compute(attempt))
                         continue
                 with self._errors(key, node):  # translated here only: the common path has no
                     raise  # context manager to enter
-            pool.release(connection)
+            if own and len(self._spares) < _SPARES and pool.max_connections > 4 * _SPARES:
+                self._spares.append(connection)
+            else:
+                pool.release(connection)
             return result
+
+    def _take_spare(self) -> Any:
+        """An idle connection kept out of the pool by this process, or None.
+
+        Taking a connection from redis-py's pool (and giving it back) costs
+        about as much as a small GET: connections that end an operation in
+        step (every reply read) stay here instead, a few at most (one per
+        concurrent thread). A forked child never uses its parent's.
+        """
+        if self._spares_pid != os.getpid():
+            self._spares = []  # the parent's sockets: not ours to use or close
+            self._spares_pid = os.getpid()
+            return None
+        try:
+            return self._spares.pop()
+        except IndexError:
+            return None
 
     def _on_nodes(
         self,
@@ -1747,6 +1780,10 @@ class RedisConnector:
 
     def close(self) -> None:
         """Close the connections (objects stay on the server)."""
+        spares, self._spares = self._spares, []
+        if self._spares_pid == os.getpid():
+            for connection in spares:
+                self._client.connection_pool.release(connection)
         self._client.close()
 
     def cleanup(self) -> None:

@@ -214,7 +214,7 @@ class ObjectStore:
         start = time.perf_counter()
         self._connector.put(key, parts)
         seconds = time.perf_counter() - start
-        self._metrics.record('set', nbytes=_size(parts), seconds=seconds)
+        self._metrics.record_write(_size(parts), seconds)
         if self._key_stats is not None:
             self._key_stats.record(key, 'set', seconds)
         if self._cache.maxsize > 0:  # nothing is cached otherwise (and reads cache nothing)
@@ -323,7 +323,7 @@ class ObjectStore:
             )
 
     def _get_uncached(self, key: str, default: Any, deserialize_: bool, *, count_miss: bool) -> Any:
-        """:meth:`get` of a store whose cache is disabled (``cache_size=0``)."""
+        """:meth:`get` of a store whose cache is disabled (``cache_size=0``): every read's path."""
         start = time.perf_counter()
         try:
             entry = self._connector.get(key)
@@ -334,15 +334,23 @@ class ObjectStore:
         data = None if entry is None else entry[0]
         if data is None:
             nbytes = 0
-        elif type(data) is bytes:
+        elif type(data) is memoryview:
+            nbytes = data.nbytes
+        elif isinstance(data, (bytes, bytearray)):
             nbytes = len(data)
         else:
-            nbytes = memoryview(data).nbytes if isinstance(data, (bytearray, memoryview)) else 0
+            nbytes = memoryview(data).nbytes if isinstance(data, memoryview) else 0
         self._metrics.record_read(nbytes, seconds, miss=deserialize_ and count_miss)
         if self._key_stats is not None:
             self._key_stats.record(key, 'get', seconds)
         if data is None:
             return default
+        if deserialize_:
+            try:
+                return deserialize(data, secret=self._secret)
+            except SerializationError as e:
+                _name_in(e, f'key {key!r} in {self._where(key)}')
+                raise
         return self._decode(data, deserialize_, key)
 
     def get_batch(

@@ -217,8 +217,11 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
             except BufferError:  # pragma: no cover - exporters give contiguous data
                 segments.append(memoryview(buf).tobytes())
 
-    if secret is None and len(segments) == 1 and type(segments[0]) is bytes:
-        return _frame_one(kind, segments[0])
+    if secret is None and type(segments[0]) is bytes:
+        if len(segments) == 1:
+            return _frame_one(kind, segments[0])
+        if len(segments) == 2:
+            return _frame_two(segments[0], segments[1])
     flags = _FLAG_SIGNED if secret is not None else 0
     lengths = [len(s) if isinstance(s, bytes) else memoryview(s).nbytes for s in segments]
     prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + _lengths_struct(
@@ -260,6 +263,24 @@ def _frame_one(kind: int, segment: bytes) -> list[Buffer]:
     if not length:
         return [header]
     return [header, segment, _PAD[:pad]] if pad else [header, segment]
+
+
+_TWO_PREFIX = struct.Struct('<4sBBHIQQ')
+
+
+def _frame_two(stream: bytes, buffer: Buffer) -> list[Buffer]:
+    """:func:`serialize_parts`'s framing of an unsigned pickle stream and one buffer."""
+    length = len(stream)
+    size = memoryview(buffer).nbytes
+    prefix = _TWO_PREFIX.pack(_MAGIC, _KIND_PICKLE, 0, 0, 2, length, size)
+    crc = zlib.crc32(stream, zlib.crc32(prefix))
+    parts: list[Buffer] = [prefix + _CRC.pack(crc) + _PAD[: _ALIGN - _TWO_PREFIX.size - _CRC.size]]
+    for segment, n in ((stream, length), (buffer, size)):
+        if n:
+            parts.append(segment)
+            if n % _ALIGN:
+                parts.append(_PAD[: -n % _ALIGN])
+    return parts
 
 
 def payload_size(parts: Sequence[Buffer]) -> int:

@@ -66,6 +66,8 @@ _FILE_MAGIC = b'PXSF'
 _FILE_VERSION = 1
 _FILE_HEADER = struct.Struct('<4sB3x16s16s')
 _FILE_HEADER_SIZE = 64
+#: Magic and format version: the first bytes of every object file with a header.
+_FILE_PREFIX = _FILE_MAGIC + bytes([_FILE_VERSION])
 #: The same header with its zero padding, as written.
 _FILE_HEADER_PADDED = struct.Struct(f'<4sB3x16s16s{_FILE_HEADER_SIZE - _FILE_HEADER.size}x')
 #: ``open(store_dir, O_TMPFILE)`` where the platform has it: an unnamed file
@@ -437,12 +439,11 @@ class FileConnector:
             raise self._io_error(e, 'read', key) from e
         finally:
             os.close(fd)
-        header = _parse_header(data)
-        write_id = None if header is None else header[1]
-        token = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, write_id)
-        if header is None:  # written before files had headers: the payload is the file
-            return data, token
-        return memoryview(data)[_FILE_HEADER_SIZE:], token
+        if size >= _FILE_HEADER_SIZE and bytes(data[:5]) == _FILE_PREFIX:  # _parse_header
+            token = (st.st_dev, st.st_ino, st.st_mtime_ns, size, bytes(data[24:40]))
+            return memoryview(data)[_FILE_HEADER_SIZE:], token
+        # Written before files had headers: the payload is the file.
+        return data, (st.st_dev, st.st_ino, st.st_mtime_ns, size, None)
 
     def version(self, key: str) -> Hashable | None:
         """Token of ``key``'s current value (reads the header only), None if missing."""

@@ -39,7 +39,6 @@ from proxystore.store.options import LOCAL_OPTIONS
 from proxystore.store.options import OPTION_NAMES
 from proxystore.store.options import StoreOptions
 from proxystore.store.stats import KeyStats
-from proxystore.utils import create_key
 from proxystore.utils import import_class
 
 __all__ = ['ObjectStore']
@@ -143,8 +142,15 @@ class ObjectStore:
     # -- objects ---------------------------------------------------------
 
     def create_key(self, obj: Any) -> str:
-        """Return a new unique key for ``obj``."""
-        return create_key(obj)
+        """Return a new unique key for ``obj``: a random UUID4 in hex, as ``uuid.uuid4().hex``.
+
+        Built from ``os.urandom`` directly: ``uuid.uuid4()`` makes an object and
+        an int on the way, a sizeable share of a small object's ``set``.
+        """
+        raw = bytearray(os.urandom(16))
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        return raw.hex()
 
     def serialize(self, obj: Any) -> list[Buffer]:
         """Serialize ``obj`` as this store would (signed if it signs).

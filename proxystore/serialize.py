@@ -390,8 +390,10 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
             f'Cannot deserialize an object of type {type(data).__qualname__}: '
             'expected bytes, bytearray or memoryview.',
         ) from e
-    if type(data) is not bytearray and type(data) is not bytes and (
-        view.format != 'B' or view.ndim != 1
+    if (
+        type(data) is not bytearray
+        and type(data) is not bytes
+        and (view.format != 'B' or view.ndim != 1)
     ):
         view = _as_bytes_view(view)
     if secret is None:

@@ -73,6 +73,10 @@ _FILE_HEADER_PADDED = struct.Struct(f'<4sB3x16s16s{_FILE_HEADER_SIZE - _FILE_HEA
 #: ``open(store_dir, O_TMPFILE)`` where the platform has it: an unnamed file
 #: that is linked under its key once complete (Linux 3.11+, most local file systems).
 _O_TMPFILE = getattr(os, 'O_TMPFILE', 0)
+#: Objects from this size on are written to a named temporary file and renamed: the
+#: unnamed file saves a rename (a few microseconds), which only small objects notice,
+#: and a named one can be watched (and its debris removed) while a large write runs.
+_UNNAMED_MAX = 1 << 20
 
 
 def _store_tag(name: str) -> bytes:
@@ -91,16 +95,23 @@ def _parse_header(head: Buffer) -> tuple[bytes, bytes] | None:
     return tag, write_id
 
 
-def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
+def _size(parts: Sequence[Buffer]) -> int:
+    total = 0
+    for part in parts:
+        total += len(part) if type(part) is bytes else memoryview(part).nbytes
+    return total
+
+
+def _write_all(fd: int, parts: Sequence[Buffer], total: int | None = None) -> None:
     """Write every buffer with ``writev``, resuming after partial writes.
 
     Linux writes at most ~2 GiB per call, so large objects take several calls;
     resuming (rather than assuming a full write) avoids silent truncation.
+    ``total`` is the size of ``parts`` if the caller knows it.
     """
     if len(parts) <= _IOV_MAX:  # the common case: one call writes everything
-        total = 0
-        for part in parts:
-            total += len(part) if type(part) is bytes else memoryview(part).nbytes
+        if total is None:
+            total = _size(parts)
         written = os.writev(fd, parts)
         if written == total:
             return
@@ -326,18 +337,23 @@ class FileConnector:
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
         """Write the object unnamed (or under a temporary name), then link it under the key.
 
-        Where the platform allows, the file is opened with ``O_TMPFILE`` (no
-        name until complete, nothing left behind by a killed writer) and
-        linked under the key; a key that exists is replaced by linking under a
-        temporary name and renaming over it. Elsewhere a named temporary file
-        is renamed over the key. Readers see the old file or the new one.
+        Objects under 1 MiB, where the platform allows, are written to an
+        ``O_TMPFILE`` file (no name until complete, nothing left behind by a
+        killed writer) linked under the key; a key that exists is replaced by
+        linking under a temporary name and renaming over it. Larger objects,
+        and every object elsewhere, are written to a named temporary file
+        renamed over the key. Readers see the old file or the new one.
         """
         path = self._path(key)
         write_id = os.urandom(16)
         header = _FILE_HEADER_PADDED.pack(_FILE_MAGIC, _FILE_VERSION, self._tag, write_id)
         mode = self._file_mode & ~_WRITE_BITS  # the descriptor writes; nobody else can
-        if self._unnamed and self._put_unnamed(key, path, [header, *parts], mode, write_id):
-            return
+        if self._unnamed:
+            size = _size(parts)
+            if size < _UNNAMED_MAX and self._put_unnamed(
+                key, path, [header, *parts], size + _FILE_HEADER_SIZE, mode, write_id
+            ):
+                return
         tmp = f'{self._dir_prefix}{self._tmp_prefix}{write_id.hex()}'
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
@@ -359,7 +375,7 @@ class FileConnector:
             raise self._io_error(e, 'write', key) from e
 
     def _put_unnamed(
-        self, key: str, path: str, parts: Sequence[Buffer], mode: int, write_id: bytes
+        self, key: str, path: str, parts: Sequence[Buffer], total: int, mode: int, write_id: bytes
     ) -> bool:
         """:meth:`put` through an ``O_TMPFILE`` file; False (and never again) where unsupported."""
         flags = _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
@@ -377,7 +393,7 @@ class FileConnector:
         tmp = None
         source = f'/proc/self/fd/{fd}'
         try:
-            _write_all(fd, parts)
+            _write_all(fd, parts, total)
             if self._fsync:
                 os.fsync(fd)
             # linkat(AT_SYMLINK_FOLLOW) of the descriptor's /proc entry: os.link only

@@ -110,14 +110,17 @@ def test_store_dir_removed_under_an_unnamed_write_is_made_again(tmp_path: Path) 
 
 def _write_forever(store_dir: str, key: str) -> None:
     connector = FileConnector(store_dir)
-    big = np.ones(64 << 20, dtype=np.uint8)
+    values = [b'a' * 500_000, b'b' * 700_000]  # under 1 MiB: unnamed files
+    n = 0
     while True:
-        connector.put(key, [memoryview(big)])
+        connector.put(key, [values[n % 2]])
+        n += 1
 
 
 @pytest.mark.parametrize('method', ['fork', 'spawn'])
-def test_a_killed_writer_leaves_the_old_object_and_no_file(tmp_path: Path, method: str) -> None:
-    """SIGKILL during writes: the key holds a whole object (old or new), nothing else remains."""
+def test_a_killed_writer_leaves_a_whole_object_and_no_debris(tmp_path: Path, method: str) -> None:
+    """SIGKILL among unnamed writes: the key holds a whole object, and at most one temporary
+    (an overwrite caught between its link and its rename) is left for the stale sweep."""
     store_dir = tmp_path / 's'
     connector = FileConnector(store_dir)
     connector.put('k', [b'old'])
@@ -127,19 +130,29 @@ def test_a_killed_writer_leaves_the_old_object_and_no_file(tmp_path: Path, metho
     child.start()
     deadline = time.monotonic() + 60
     while connector.version('k') == before and time.monotonic() < deadline:
-        time.sleep(0.01)  # the first big write landed: the next ones are overwrites
+        time.sleep(0.01)  # the first write landed: the next ones are overwrites
     time.sleep(0.05)
     assert child.pid is not None
     os.kill(child.pid, signal.SIGKILL)
     child.join(30)
     entry = connector.get('k')
-    assert entry is not None and len(entry[0]) in (3, 64 << 20)
-    leftovers = [n for n in _entries(store_dir) if n != 'k']
-    if connector._unnamed:  # type: ignore[attr-defined]
-        # Only an overwrite caught between its link and rename can leave a temporary.
-        assert len(leftovers) <= 1
+    assert entry is not None and bytes(entry[0]) in (b'a' * 500_000, b'b' * 700_000)
+    assert len([n for n in _entries(store_dir) if n != 'k']) <= 1
     connector.remove_stale_temporaries(age=0)
     assert _entries(store_dir) == ['k']
+
+
+def test_large_objects_use_a_named_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From 1 MiB on a write is a named temporary renamed over the key (a watchable write)."""
+    renames: list[Any] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, 'replace', lambda *a: renames.append(a) or real_replace(*a))
+    connector = FileConnector(tmp_path / 's')
+    connector.put('big', [bytes(file_module._UNNAMED_MAX)])
+    assert len(renames) == 1 and os.path.basename(renames[0][1]) == 'big'
+    assert _entries(tmp_path / 's') == ['big']
 
 
 # -- serialization fast paths ---------------------------------------------------------------

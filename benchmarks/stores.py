@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import random
 import sys
 import time
 import timeit
@@ -492,15 +493,17 @@ def _interleaved(
 ) -> dict[str, float]:
     """Median seconds per call of each ``(timed, untimed cleanup)`` pair, calls interleaved.
 
-    The functions take turns call by call (A B C D A B ...), rotating who goes
-    first, so a burst of load from other processes hits all of them alike; the
-    median per call ignores the bursts themselves.
+    The functions take turns call by call, in a new random order each round
+    (so each follows every other equally often: a write slows whatever runs
+    next), and a burst of load from other processes hits all of them alike;
+    the median per call ignores the bursts themselves.
     """
     items = list(fns.items())
     times: dict[str, list[float]] = {name: [] for name in fns}
+    order = random.Random(0)
     for i in range(calls + calls // 10):  # the first tenth is warm-up
-        for j in range(len(items)):
-            name, (fn, after) = items[(i + j) % len(items)]
+        order.shuffle(items)
+        for name, (fn, after) in items:
             start = time.perf_counter()
             result = fn()
             elapsed = time.perf_counter() - start

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import random
 import sys
 import time
 import timeit
@@ -478,6 +479,183 @@ def bench_local(arrays: dict[int, np.ndarray], args: argparse.Namespace) -> list
     return rows
 
 
+# -- small objects: store vs the raw client, same run -------------------------------------
+
+SMALL_SIZES = (1 << 10, 10 << 10)
+SMALL_TARGET = 1.15
+SMALL_CALLS = 2000
+SMALL_QUICK_CALLS = 400
+SMALL_BLOCKS = 5
+
+
+def _interleaved(
+    fns: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]], calls: int
+) -> dict[str, float]:
+    """Median seconds per call of each ``(timed, untimed cleanup)`` pair, calls interleaved.
+
+    The functions take turns call by call, in a new random order each round
+    (so each follows every other equally often: a write slows whatever runs
+    next), and a burst of load from other processes hits all of them alike;
+    the median per call ignores the bursts themselves.
+    """
+    items = list(fns.items())
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    order = random.Random(0)
+    for i in range(calls + calls // 10):  # the first tenth is warm-up
+        order.shuffle(items)
+        for name, (fn, after) in items:
+            start = time.perf_counter()
+            result = fn()
+            elapsed = time.perf_counter() - start
+            after(result)
+            if i >= calls // 10:
+                times[name].append(elapsed)
+    return {name: common.median(values) for name, values in times.items()}
+
+
+def _small_rows(
+    store_name: str,
+    measure: Callable[[np.ndarray, int], dict[str, float]],
+    args: argparse.Namespace,
+) -> list[list[str]]:
+    """Rows of the small-object table for one store: SMALL_BLOCKS interleaved blocks per size.
+
+    Each block measures raw set/get and ours in alternation; the reported
+    ratio is the median of the block ratios, and its spread (min-max) shows
+    how noisy the machine was.
+    """
+    rows = []
+    calls = SMALL_QUICK_CALLS if args.quick else SMALL_CALLS
+    rng = np.random.default_rng(1)
+    for size in SMALL_SIZES:
+        x = rng.random(size // 8)
+        blocks = [measure(x, calls) for _ in range(SMALL_BLOCKS)]
+        for op in ('set', 'get'):
+            raw = common.median([b[f'raw {op}'] for b in blocks])
+            ours = common.median([b[f'ours {op}'] for b in blocks])
+            ratios = sorted(b[f'ours {op}'] / b[f'raw {op}'] for b in blocks)
+            ratio = common.median(ratios)
+            rows.append(
+                [
+                    f'{store_name} {op}',
+                    common.format_size(size),
+                    common.format_time(raw),
+                    common.format_time(ours),
+                    common.format_ratio(ratio),
+                    f'{ratios[0]:.2f}-{ratios[-1]:.2f}',
+                    f'<= {SMALL_TARGET:.2f}x',
+                    'yes' if ratio <= SMALL_TARGET else 'NO',
+                ]
+            )
+    return rows
+
+
+def bench_small(stores: Sequence[str], args: argparse.Namespace) -> list[list[str]]:
+    """1 KB and 10 KB float64 arrays: ``store.set``/``store.get`` (cache_size=0) vs the raw
+    client in the same process and run. Redis raw: ``pickle.dumps(x, protocol=5)`` + redis-py
+    ``SET`` / redis-py ``GET`` + ``pickle.loads``. File raw: ``pickle.dumps`` + open/write/close
+    of a new file / open/read/close + ``pickle.loads``."""
+    rows: list[list[str]] = []
+    if 'file' in stores:
+        with common.temp_dir('bench-small-file-') as tmp:
+            store = FileStore(
+                f'bench-small-{uuid.uuid4().hex[:8]}',
+                store_dir=os.path.join(tmp, 'store'),
+                cache_size=0,
+            )
+            raw_dir = os.path.join(tmp, 'raw')
+            os.makedirs(raw_dir)
+
+            def file_block(x: np.ndarray, calls: int) -> dict[str, float]:
+                key = store.set(x)
+                path = os.path.join(raw_dir, 'read')
+                with open(path, 'wb') as f:
+                    f.write(pickle.dumps(x, protocol=5))
+
+                def raw_set() -> str:
+                    new = os.path.join(raw_dir, uuid.uuid4().hex)
+                    data = pickle.dumps(x, protocol=5)
+                    with open(new, 'wb') as f:
+                        f.write(data)
+                    return new
+
+                def raw_get() -> Any:
+                    with open(path, 'rb') as f:
+                        return pickle.loads(f.read())
+
+                try:
+                    return _interleaved(
+                        {
+                            'raw set': (raw_set, os.unlink),
+                            'ours set': (lambda: store.set(x), store.evict),
+                            'raw get': (raw_get, lambda _: None),
+                            'ours get': (lambda: store.get(key), lambda _: None),
+                        },
+                        calls,
+                    )
+                finally:
+                    store.evict(key)
+
+            try:
+                rows += _small_rows('file', file_block, args)
+            finally:
+                store.cleanup()
+    if 'redis' in stores:
+        import redis
+
+        from proxystore.store.redis import RedisStore
+
+        with common.redis_server() as (host, port):
+            store = RedisStore(
+                f'bench-small-{uuid.uuid4().hex[:8]}', hostname=host, port=port, cache_size=0
+            )
+            client = redis.Redis(host=host, port=port)
+
+            def redis_block(x: np.ndarray, calls: int) -> dict[str, float]:
+                key = store.set(x)
+                raw_key = uuid.uuid4().hex
+                client.set(raw_key, pickle.dumps(x, protocol=5))
+
+                def raw_set() -> str:
+                    new = uuid.uuid4().hex
+                    client.set(new, pickle.dumps(x, protocol=5))
+                    return new
+
+                try:
+                    return _interleaved(
+                        {
+                            'raw set': (raw_set, client.delete),
+                            'ours set': (lambda: store.set(x), store.evict),
+                            'raw get': (
+                                lambda: pickle.loads(client.get(raw_key)),
+                                lambda _: None,
+                            ),
+                            'ours get': (lambda: store.get(key), lambda _: None),
+                        },
+                        calls,
+                    )
+                finally:
+                    client.delete(key, raw_key)
+
+            try:
+                rows += _small_rows('redis', redis_block, args)
+            finally:
+                store.close()
+                client.close()
+    return rows
+
+
+def print_small(rows: list[list[str]], args: argparse.Namespace) -> None:
+    calls = SMALL_QUICK_CALLS if args.quick else SMALL_CALLS
+    common.print_table(
+        ['store op', 'size', 'raw client', 'store', 'ratio', 'spread', 'target', 'met'],
+        rows,
+        title=f'Small objects: store (cache_size=0) vs the raw client, same run (median per call '
+        f'of {calls} interleaved calls per block, ratio = median of {SMALL_BLOCKS} blocks, '
+        'spread = min-max of the block ratios)',
+    )
+
+
 # -- proxy overheads -----------------------------------------------------------------------
 
 
@@ -741,6 +919,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.path.join(common.RESULTS_DIR, 'stores.png'),
         help='where to write the plot (default benchmarks/results/stores.png); "" to skip',
     )
+    parser.add_argument(
+        '--small-only',
+        action='store_true',
+        help='only the small-object table (1 KB and 10 KB, store vs raw client)',
+    )
     common.add_protocol_args(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0:
@@ -768,6 +951,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     started = time.perf_counter()
+    if args.small_only:
+        print('\nMeasuring small objects against the raw clients ...', flush=True)
+        print_small(bench_small(stores, args), args)
+        print(f'\nTotal time {time.perf_counter() - started:.1f} s')
+        return 0
     rng = np.random.default_rng(0)
     arrays = {size: rng.random(max(size // 8, 1)) for size in sizes}
     rows: list[Row] = []
@@ -784,10 +972,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += redis_rows
     if 'local' in stores:
         rows += bench_local(arrays, args)
+    print('\nMeasuring small objects against the raw clients ...', flush=True)
+    small_rows = bench_small(stores, args)
     cluster_rows = bench_cluster(args) if 'redis-cluster' in stores else []
     order = {name: i for i, name in enumerate(PLOT_STYLES)}
     rows.sort(key=lambda r: (r.size, order[r.store]))
     print_results(rows)
+
+    if small_rows:
+        print_small(small_rows, args)
 
     attr_rows, impl = bench_attribute(args)
     common.print_table(

@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import pickle
 import struct
+import sys
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,71 @@ _KIND_MEMORYVIEW = 2
 _KIND_PICKLE = 3
 
 _FLAG_SIGNED = 0x01
+
+#: Length tables of one and two segments, the common payloads (most objects
+#: are one pickle stream, or a stream and one array).
+_LENGTHS = {1: struct.Struct('<Q'), 2: struct.Struct('<QQ')}
+#: Exact types that plain ``pickle`` writes exactly as ``cloudpickle`` does (by
+#: value, with no globals of their own), so the C pickler can skip
+#: cloudpickle's per-object Python hook. Containers qualify if their items do.
+_PLAIN_SCALARS = frozenset({int, float, complex, bool, type(None), str, bytes, bytearray})
+_PLAIN_CONTAINERS = frozenset({list, tuple, set, frozenset})
+#: Most items :func:`_plainly_picklable` inspects before giving up (then
+#: cloudpickle's fixed cost is small next to the pickling itself).
+_PLAIN_BUDGET = 64
+
+
+#: Header, length table and CRC of unsigned one- and two-segment payloads, read at once.
+_ONE = struct.Struct('<4sBBHIQI')
+_TWO = struct.Struct('<4sBBHIQQI')
+
+
+def _lengths_struct(n: int) -> struct.Struct:
+    cached = _LENGTHS.get(n)
+    return cached if cached is not None else struct.Struct(f'<{n}Q')
+
+
+def _plainly_picklable(obj: Any) -> bool:
+    """Whether ``pickle`` and ``cloudpickle`` give the same stream for ``obj`` (cheap check).
+
+    True for builtin scalars, numpy arrays without Python objects, and small
+    builtin containers of those: none of them holds a function or class that
+    cloudpickle would pickle by value. Anything else (or a large container)
+    goes through cloudpickle, as does everything once a module is registered
+    to be pickled by value.
+    """
+    if getattr(cloudpickle.cloudpickle, '_PICKLE_BY_VALUE_MODULES', True):
+        return False
+    numpy = sys.modules.get('numpy')
+    ndarray = numpy.ndarray if numpy is not None else None
+    if type(obj) is ndarray:  # the most common large object: no walk
+        return not obj.dtype.hasobject
+    budget = _PLAIN_BUDGET
+    todo = [obj]
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind in _PLAIN_SCALARS:
+            continue
+        if kind is ndarray:
+            if item.dtype.hasobject:
+                return False
+            continue
+        budget -= 1
+        if budget < 0:
+            return False
+        if kind in _PLAIN_CONTAINERS:
+            if len(item) > budget:
+                return False
+            todo.extend(item)
+        elif kind is dict:
+            if 2 * len(item) > budget:
+                return False
+            todo.extend(item)
+            todo.extend(item.values())
+        else:
+            return False
+    return True
 
 
 def _padding(size: int) -> int:
@@ -134,7 +200,10 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
             return False
 
         try:
-            stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+            if _plainly_picklable(obj):
+                stream = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+            else:
+                stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
         except Exception as e:
             raise SerializationError(
                 f'Cannot serialize an object of type {type(obj).__qualname__}: {e}. '
@@ -148,12 +217,16 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
             except BufferError:  # pragma: no cover - exporters give contiguous data
                 segments.append(memoryview(buf).tobytes())
 
+    if secret is None and type(segments[0]) is bytes:
+        if len(segments) == 1:
+            return _frame_one(kind, segments[0])
+        if len(segments) == 2:
+            return _frame_two(segments[0], segments[1])
     flags = _FLAG_SIGNED if secret is not None else 0
     lengths = [len(s) if isinstance(s, bytes) else memoryview(s).nbytes for s in segments]
-    prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + struct.pack(
-        f'<{len(segments)}Q',
-        *lengths,
-    )
+    prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + _lengths_struct(
+        len(segments)
+    ).pack(*lengths)
     crc = zlib.crc32(prefix)
     if kind == _KIND_PICKLE:
         crc = zlib.crc32(segments[0], crc)
@@ -172,6 +245,41 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
         for part in parts:
             mac.update(part)
         parts.append(mac.digest())
+    return parts
+
+
+_ONE_PREFIX = struct.Struct('<4sBBHIQ')
+
+
+def _frame_one(kind: int, segment: bytes) -> list[Buffer]:
+    """:func:`serialize_parts`'s framing of an unsigned one-segment payload (most objects)."""
+    length = len(segment)
+    prefix = _ONE_PREFIX.pack(_MAGIC, kind, 0, 0, 1, length)
+    crc = zlib.crc32(prefix)
+    if kind == _KIND_PICKLE:
+        crc = zlib.crc32(segment, crc)
+    header = prefix + _CRC.pack(crc) + _PAD[: _ALIGN - _ONE_PREFIX.size - _CRC.size]
+    pad = -length % _ALIGN
+    if not length:
+        return [header]
+    return [header, segment, _PAD[:pad]] if pad else [header, segment]
+
+
+_TWO_PREFIX = struct.Struct('<4sBBHIQQ')
+
+
+def _frame_two(stream: bytes, buffer: Buffer) -> list[Buffer]:
+    """:func:`serialize_parts`'s framing of an unsigned pickle stream and one buffer."""
+    length = len(stream)
+    size = memoryview(buffer).nbytes
+    prefix = _TWO_PREFIX.pack(_MAGIC, _KIND_PICKLE, 0, 0, 2, length, size)
+    crc = zlib.crc32(stream, zlib.crc32(prefix))
+    parts: list[Buffer] = [prefix + _CRC.pack(crc) + _PAD[: _ALIGN - _TWO_PREFIX.size - _CRC.size]]
+    for segment, n in ((stream, length), (buffer, size)):
+        if n:
+            parts.append(segment)
+            if n % _ALIGN:
+                parts.append(_PAD[: -n % _ALIGN])
     return parts
 
 
@@ -197,6 +305,65 @@ def _corrupt(reason: str) -> SerializationError:
     )
 
 
+def _check_signature(view: memoryview, offset: int, secret: bytes, *, signed: bool) -> None:
+    """Refuse an unsigned payload, or one whose tag (after ``offset``) does not match."""
+    if not signed:
+        raise SignatureError(
+            'Refusing to deserialize an unsigned payload: this store has a '
+            'secret, so every object it reads must be signed with it.',
+        )
+    tag = hmac.new(secret, view[:offset], hashlib.sha256).digest()
+    if not hmac.compare_digest(tag, view[offset:]):
+        raise SignatureError(
+            'Refusing to deserialize: the payload signature does not match. '
+            'The data was modified, or written with a different secret.',
+        )
+
+
+_NOT_COMMON: Any = object()
+
+
+def _load_common(view: memoryview) -> Any:
+    """Unpickle an unsigned pickle payload of one or two segments: most objects.
+
+    Checked as :func:`deserialize` checks it; ``_NOT_COMMON`` for anything
+    else or anything wrong (the general path then reads it, or names what is
+    wrong).
+    """
+    total = view.nbytes
+    if total < _ALIGN:
+        return _NOT_COMMON
+    magic, kind, flags, _, nseg, length, crc = _ONE.unpack_from(view)
+    if magic != _MAGIC or kind != _KIND_PICKLE or flags:
+        return _NOT_COMMON
+    end = _ALIGN + length
+    if nseg == 1:
+        if total != end + (-length % _ALIGN):
+            return _NOT_COMMON
+        stream = view[_ALIGN:end]
+        if zlib.crc32(stream, zlib.crc32(view[:20])) != crc:
+            return _NOT_COMMON
+        buffers: list[memoryview] = []
+    elif nseg == 2:
+        _, _, _, _, _, _, size, crc = _TWO.unpack_from(view)
+        start = end + (-length % _ALIGN)
+        if total != start + size + (-size % _ALIGN):
+            return _NOT_COMMON
+        stream = view[_ALIGN:end]
+        if zlib.crc32(stream, zlib.crc32(view[:28])) != crc:
+            return _NOT_COMMON
+        buffers = [view[start : start + size]]
+    else:
+        return _NOT_COMMON
+    try:
+        return pickle.loads(stream, buffers=buffers)
+    except Exception as e:
+        raise SerializationError(
+            f'Cannot unpickle the object: {type(e).__name__}: {e}. If a module '
+            'or class is missing, make it importable in this process.',
+        ) from e
+
+
 def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     """Rebuild the object serialized into ``data``.
 
@@ -217,12 +384,22 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
 
     """
     try:
-        view = _as_bytes_view(data)
+        view = memoryview(data)
     except TypeError as e:
         raise SerializationError(
             f'Cannot deserialize an object of type {type(data).__qualname__}: '
             'expected bytes, bytearray or memoryview.',
         ) from e
+    if (
+        type(data) is not bytearray
+        and type(data) is not bytes
+        and (view.format != 'B' or view.ndim != 1)
+    ):
+        view = _as_bytes_view(view)
+    if secret is None:
+        found = _load_common(view)
+        if found is not _NOT_COMMON:
+            return found
     total = view.nbytes
     if total < _HEADER.size:
         raise _corrupt(f'only {total} bytes, shorter than a header')
@@ -236,15 +413,15 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     table_end = _HEADER.size + 8 * nseg
     if total < table_end + _CRC.size:
         raise _corrupt(f'only {total} bytes, shorter than its own header')
-    lengths = struct.unpack_from(f'<{nseg}Q', view, _HEADER.size)
+    lengths = _lengths_struct(nseg).unpack_from(view, _HEADER.size)
     (expected_crc,) = _CRC.unpack_from(view, table_end)
     offset = table_end + _CRC.size
-    offset += _padding(offset)
+    offset += -offset % _ALIGN
     starts = []
     for length in lengths:
         starts.append(offset)
-        offset += length + _padding(length)
-    signed = bool(flags & _FLAG_SIGNED)
+        offset += length + (-length % _ALIGN)
+    signed = flags & _FLAG_SIGNED
     expected_total = offset + (_TAG_SIZE if signed else 0)
     if total != expected_total:
         raise _corrupt(f'{total} bytes where the header announces {expected_total}')
@@ -256,19 +433,13 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
         raise _corrupt('checksum mismatch')
 
     if secret is not None:
-        if not signed:
-            raise SignatureError(
-                'Refusing to deserialize an unsigned payload: this store has a '
-                'secret, so every object it reads must be signed with it.',
-            )
-        tag = hmac.new(secret, view[:offset], hashlib.sha256).digest()
-        if not hmac.compare_digest(tag, view[offset:]):
-            raise SignatureError(
-                'Refusing to deserialize: the payload signature does not match. '
-                'The data was modified, or written with a different secret.',
-            )
+        _check_signature(view, offset, secret, signed=bool(signed))
 
-    segments = [view[s : s + n] for s, n in zip(starts, lengths)]
+    return _rebuild(kind, [view[s : s + n] for s, n in zip(starts, lengths)])
+
+
+def _rebuild(kind: int, segments: list[memoryview]) -> Any:
+    """The object of a checked payload's ``segments``."""
     if kind == _KIND_BYTES:
         return segments[0].tobytes()
     if kind == _KIND_STR:

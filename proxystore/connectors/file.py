@@ -30,7 +30,6 @@ import logging
 import os
 import struct
 import time
-import uuid
 from collections.abc import Hashable
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +53,10 @@ _TMP_PREFIX = '.tmp-'
 _IOV_MAX = 1024
 _MAX_NAME_BYTES = 200
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+#: ``open(O_TMPFILE)`` errors that mean the file system (or kernel) lacks it.
+_NO_TMPFILE_ERRNOS = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
+#: ``linkat`` errors that mean an O_TMPFILE file cannot be given a name here.
+_NO_LINK_ERRNOS = {errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP}
 _WRITE_BITS = 0o222
 _CREATED_BY = 'user.proxystore.created-by'
 
@@ -63,6 +66,17 @@ _FILE_MAGIC = b'PXSF'
 _FILE_VERSION = 1
 _FILE_HEADER = struct.Struct('<4sB3x16s16s')
 _FILE_HEADER_SIZE = 64
+#: Magic and format version: the first bytes of every object file with a header.
+_FILE_PREFIX = _FILE_MAGIC + bytes([_FILE_VERSION])
+#: The same header with its zero padding, as written.
+_FILE_HEADER_PADDED = struct.Struct(f'<4sB3x16s16s{_FILE_HEADER_SIZE - _FILE_HEADER.size}x')
+#: ``open(store_dir, O_TMPFILE)`` where the platform has it: an unnamed file
+#: that is linked under its key once complete (Linux 3.11+, most local file systems).
+_O_TMPFILE = getattr(os, 'O_TMPFILE', 0)
+#: Objects from this size on are written to a named temporary file and renamed: the
+#: unnamed file saves a rename (a few microseconds), which only small objects notice,
+#: and a named one can be watched (and its debris removed) while a large write runs.
+_UNNAMED_MAX = 1 << 20
 
 
 def _store_tag(name: str) -> bytes:
@@ -81,16 +95,30 @@ def _parse_header(head: Buffer) -> tuple[bytes, bytes] | None:
     return tag, write_id
 
 
-def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
+def _size(parts: Sequence[Buffer]) -> int:
+    total = 0
+    for part in parts:
+        total += len(part) if type(part) is bytes else memoryview(part).nbytes
+    return total
+
+
+def _write_all(fd: int, parts: Sequence[Buffer], total: int | None = None) -> None:
     """Write every buffer with ``writev``, resuming after partial writes.
 
     Linux writes at most ~2 GiB per call, so large objects take several calls;
     resuming (rather than assuming a full write) avoids silent truncation.
+    ``total`` is the size of ``parts`` if the caller knows it.
     """
-    views = [memoryview(p).cast('B') for p in parts]
-    views = [v for v in views if v.nbytes]
+    if len(parts) <= _IOV_MAX:  # the common case: one call writes everything
+        if total is None:
+            total = _size(parts)
+        written = os.writev(fd, parts)
+        if written == total:
+            return
+    else:
+        written = 0
+    views = [v for v in (memoryview(p).cast('B') for p in parts) if v.nbytes]
     while views:
-        written = os.writev(fd, views[:_IOV_MAX])
         while written:
             head = views[0]
             if written >= head.nbytes:
@@ -99,6 +127,8 @@ def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
             else:
                 views[0] = head[written:]
                 written = 0
+        if views:
+            written = os.writev(fd, views[:_IOV_MAX])
 
 
 def _read_into(fd: int, size: int) -> bytearray | memoryview:
@@ -200,6 +230,9 @@ class FileConnector:
         self._mapped_reads = mapped_reads
         self._tag = _store_tag(self._label)
         self._tmp_prefix = f'{_TMP_PREFIX}{self._tag.hex()}-'
+        self._dir_prefix = os.path.join(self.store_dir, '')
+        #: Whether writes go through O_TMPFILE (turned off for good where unsupported).
+        self._unnamed = bool(_O_TMPFILE)
         #: Whether this object made ``store_dir`` (only then may cleanup() remove it).
         self._created_dir = False
         try:
@@ -275,12 +308,15 @@ class FileConnector:
             return False
 
     def _path(self, key: str) -> str:
-        if len(key.encode('utf-8', 'surrogatepass')) > _MAX_NAME_BYTES:
+        # A character encodes to at most 4 bytes: short keys need no encoding.
+        if len(key) * 4 > _MAX_NAME_BYTES and (
+            len(key.encode('utf-8', 'surrogatepass')) > _MAX_NAME_BYTES
+        ):
             raise InvalidKeyError(
                 f'File store keys are file names and must encode to at most {_MAX_NAME_BYTES} '
                 f'bytes; {key[:40]!r}... is longer.',
             )
-        return os.path.join(self.store_dir, key)
+        return self._dir_prefix + key
 
     def _io_error(self, e: OSError, action: str, key: str) -> StoreIOError:
         where = f'{action} key {key!r} in {self.store_dir!r}'
@@ -299,13 +335,27 @@ class FileConnector:
         return StoreIOError(e.errno, f'Cannot {where}: {e.strerror or e}.')
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
-        """Write a private temporary file, then rename it over the key (atomic)."""
+        """Write the object unnamed (or under a temporary name), then link it under the key.
+
+        Objects under 1 MiB, where the platform allows, are written to an
+        ``O_TMPFILE`` file (no name until complete, nothing left behind by a
+        killed writer) linked under the key; a key that exists is replaced by
+        linking under a temporary name and renaming over it. Larger objects,
+        and every object elsewhere, are written to a named temporary file
+        renamed over the key. Readers see the old file or the new one.
+        """
         path = self._path(key)
-        tmp = os.path.join(self.store_dir, f'{self._tmp_prefix}{uuid.uuid4().hex}')
-        header = _FILE_HEADER.pack(_FILE_MAGIC, _FILE_VERSION, self._tag, os.urandom(16))
-        header += bytes(_FILE_HEADER_SIZE - len(header))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        write_id = os.urandom(16)
+        header = _FILE_HEADER_PADDED.pack(_FILE_MAGIC, _FILE_VERSION, self._tag, write_id)
         mode = self._file_mode & ~_WRITE_BITS  # the descriptor writes; nobody else can
+        if self._unnamed:
+            size = _size(parts)
+            if size < _UNNAMED_MAX and self._put_unnamed(
+                key, path, [header, *parts], size + _FILE_HEADER_SIZE, mode, write_id
+            ):
+                return
+        tmp = f'{self._dir_prefix}{self._tmp_prefix}{write_id.hex()}'
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             try:
                 fd = os.open(tmp, flags, mode)
@@ -323,6 +373,50 @@ class FileConnector:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise self._io_error(e, 'write', key) from e
+
+    def _put_unnamed(
+        self, key: str, path: str, parts: Sequence[Buffer], total: int, mode: int, write_id: bytes
+    ) -> bool:
+        """:meth:`put` through an ``O_TMPFILE`` file; False (and never again) where unsupported."""
+        flags = _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(self.store_dir, flags, mode)
+            except FileNotFoundError:  # store_dir removed (cleanup()): make it again
+                self._make_dir()
+                fd = os.open(self.store_dir, flags, mode)
+        except OSError as e:
+            if e.errno in _NO_TMPFILE_ERRNOS:
+                self._unnamed = False
+                return False
+            raise self._io_error(e, 'write', key) from e
+        tmp = None
+        source = f'/proc/self/fd/{fd}'
+        try:
+            _write_all(fd, parts, total)
+            if self._fsync:
+                os.fsync(fd)
+            # linkat(AT_SYMLINK_FOLLOW) of the descriptor's /proc entry: os.link only
+            # follows it when given a directory descriptor (ignored: the path is absolute).
+            try:
+                os.link(source, path, src_dir_fd=fd)
+            except FileExistsError:  # an overwrite: a temporary name, then rename over the key
+                tmp = f'{self._dir_prefix}{self._tmp_prefix}{write_id.hex()}'
+                os.link(source, tmp, src_dir_fd=fd)
+                os.replace(tmp, path)
+        except OSError as e:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if e.errno in _NO_LINK_ERRNOS:  # no /proc, or linking refused: named files from now
+                if e.errno != errno.ENOENT or not os.path.exists(source):  # not a removed dir
+                    logger.debug('%r: O_TMPFILE files cannot be linked (%s)', self, e)
+                    self._unnamed = False
+                return False
+            raise self._io_error(e, 'write', key) from e
+        finally:
+            os.close(fd)
+        return True
 
     def _read(self, fd: int, st: os.stat_result) -> bytearray | memoryview:
         """The file's bytes: mapped where that is safe and worth it, else read."""
@@ -349,17 +443,23 @@ class FileConnector:
             raise self._io_error(e, 'read', key) from e
         try:
             st = os.fstat(fd)
-            data = self._read(fd, st)
+            size = st.st_size
+            if size < MAP_THRESHOLD:  # most objects: one read into a buffer of the file's size
+                data: bytearray | memoryview = bytearray(size)
+                if os.readv(fd, [data]) != size:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    data = _read_into(fd, size)
+            else:
+                data = self._read(fd, st)
         except OSError as e:
             raise self._io_error(e, 'read', key) from e
         finally:
             os.close(fd)
-        header = _parse_header(data)
-        write_id = None if header is None else header[1]
-        token = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, write_id)
-        if header is None:  # written before files had headers: the payload is the file
-            return data, token
-        return memoryview(data)[_FILE_HEADER_SIZE:], token
+        if size >= _FILE_HEADER_SIZE and bytes(data[:5]) == _FILE_PREFIX:  # _parse_header
+            token = (st.st_dev, st.st_ino, st.st_mtime_ns, size, bytes(data[24:40]))
+            return memoryview(data)[_FILE_HEADER_SIZE:], token
+        # Written before files had headers: the payload is the file.
+        return data, (st.st_dev, st.st_ino, st.st_mtime_ns, size, None)
 
     def version(self, key: str) -> Hashable | None:
         """Token of ``key``'s current value (reads the header only), None if missing."""

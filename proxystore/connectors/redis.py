@@ -57,6 +57,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from proxystore.connectors.buffers import ALLOCATE_THRESHOLD
 from proxystore.connectors.buffers import allocate
 from proxystore.connectors.protocol import Entry
 from proxystore.exceptions import ProxyStoreError
@@ -76,9 +77,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar('T')
 
 _CHUNK = 256 * 1024 * 1024
+#: Idle connections a connector keeps out of redis-py's pool (see ``_take_spare``).
+_SPARES = 4
 #: Head of every list written now: magic, payload length, version token.
 _HEAD = struct.Struct('<4sQ16s')
 _HEAD_MAGIC = b'PXSV'
+#: Magic of the same head in front of an object written as one Redis string
+#: (every object that fits in one chunk): ``SET key head+payload``.
+_VALUE_MAGIC = b'PXSS'
 #: Head written before per-key versions (read, never written): magic, length.
 _OLD_HEAD = struct.Struct('<4sQ')
 _OLD_HEAD_MAGIC = b'PXSL'
@@ -133,11 +139,46 @@ def _list_groups(parts: Sequence[Buffer]) -> list[list[Buffer]]:
     return groups
 
 
-def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
-    """Frame ``DEL key`` and ``RPUSH key head chunk...``; payload views are not copied.
+def _byte_views(parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
+    """The payload's non-empty buffers as flat bytes (views, no copies) and their total size."""
+    views: list[Buffer] = []
+    total = 0
+    for part in parts:
+        view = part if type(part) is bytes else memoryview(part).cast('B')
+        n = len(view)
+        if n:
+            views.append(view)
+            total += n
+    return views, total
 
+
+def _fits_one_value(total: int) -> bool:
+    """Whether a payload of ``total`` bytes is written as one string (else as a chunked list)."""
+    return total + _HEAD.size <= _CHUNK
+
+
+def _value_head(total: int) -> bytes:
+    """The head of a one-string value: a fresh random token, so every write is a new version."""
+    return _HEAD.pack(_VALUE_MAGIC, total, os.urandom(_TOKEN_SIZE))
+
+
+def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
+    """Frame one object's write; payload views are not copied.
+
+    An object that fits in one chunk is one ``SET key head+payload`` (atomic
+    by itself, and it replaces a list as well); a larger one is ``DEL key``
+    and ``RPUSH key head chunk...`` (atomic inside the caller's ``MULTI``).
     Returns the buffers to send and the number of commands they contain.
     """
+    views, total = _byte_views(parts)
+    if _fits_one_value(total):
+        frame = b'*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s' % (
+            len(key),
+            key,
+            total + _HEAD.size,
+            _value_head(total),
+        )
+        return [frame, *views, _CRLF], 1
     groups = _list_groups(parts)
     out: list[Buffer] = [b'*2\r\n$3\r\nDEL\r\n' + _bulk(key)]
     for group in groups:
@@ -162,10 +203,16 @@ _ASKING = _command(b'ASKING')
 def _pack_transaction(
     items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
 ) -> tuple[list[Buffer], int]:
-    """Frame ``[ASKING] MULTI (DEL, RPUSH...) per item EXEC``; payloads are not copied.
+    """Frame ``[ASKING] MULTI (SET, or DEL and RPUSH...) per item EXEC``; payloads are not copied.
 
-    Returns the buffers and the number of queued commands.
+    A single object written by one ``SET`` needs no transaction: it is sent
+    alone (``queued`` is then 0, see :func:`_read_transaction`). Returns the
+    buffers and the number of queued commands.
     """
+    if len(items) == 1:
+        packed, commands = _pack_put(items[0][0].encode('utf-8'), items[0][1])
+        if commands == 1:
+            return ([_ASKING, *packed] if asking else packed), 0
     buffers: list[Buffer] = [_ASKING, _MULTI] if asking else [_MULTI]
     queued = 0
     for key, parts in items:
@@ -176,16 +223,27 @@ def _pack_transaction(
     return buffers, queued
 
 
+def _plain_commands(key: str, parts: Sequence[Buffer]) -> list[tuple[Any, ...]]:
+    """The commands :func:`_pack_put` frames, as redis-py arguments (the fallback)."""
+    views, total = _byte_views(parts)
+    if _fits_one_value(total):
+        return [('SET', key, b''.join([_value_head(total), *views]))]
+    return [('DEL', key), *(('RPUSH', key, *group) for group in _list_groups(parts))]
+
+
 def _pack_transaction_plain(
     connection: Any, items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
 ) -> tuple[list[Any], int]:
     """The fallback's ``_pack_transaction``: the same commands, framed by redis-py."""
     commands: list[tuple[Any, ...]] = [('ASKING',)] if asking else []
+    if len(items) == 1:
+        single = _plain_commands(*items[0])
+        if len(single) == 1:
+            return list(connection.pack_commands(commands + single)), 0
     commands.append(('MULTI',))
     for key, parts in items:
-        commands.append(('DEL', key))
-        commands.extend(('RPUSH', key, *group) for group in _list_groups(parts))
-    queued = len(commands) - 1 - asking  # DEL and RPUSH commands
+        commands.extend(_plain_commands(key, parts))
+    queued = len(commands) - 1 - asking  # SET, DEL and RPUSH commands
     commands.append(('EXEC',))
     return list(connection.pack_commands(commands)), queued
 
@@ -193,9 +251,18 @@ def _pack_transaction_plain(
 def _read_transaction(connection: Any, queued: int, *, asking: bool = False) -> Exception | None:
     """Read the replies of one ``_pack_transaction``: the first error, or None.
 
-    Every reply is consumed even after an error, so the connection stays
-    usable for the replies that follow it in the same pipeline.
+    ``queued == 0`` is a lone ``SET`` (no ``MULTI``): one reply. Every reply
+    is consumed even after an error, so the connection stays usable for the
+    replies that follow it in the same pipeline.
     """
+    if queued == 0:
+        error: Exception | None = None
+        for _ in range(1 + asking):  # [+OK for ASKING], then the SET's reply
+            try:
+                connection.read_response()
+            except redis.exceptions.ResponseError as e:
+                error = e  # the SET's error (a redirection) wins over ASKING's
+        return error
     errors: list[Exception] = []
     for _ in range(queued + 1 + asking):  # +OK for ASKING and MULTI, +QUEUED per command
         try:
@@ -341,11 +408,74 @@ def _response_error(error: redis.exceptions.ResponseError) -> redis.exceptions.R
     return error
 
 
+class _SocketBuffer:
+    """Buffered reads from a socket: what ``sock.makefile('rb')`` gives, cheaper to create.
+
+    Made per request (it may read ahead into the request's next reply, so one
+    buffer must read all of a request's replies). Reads of at least the
+    buffer's size go straight into the caller's memory.
+    """
+
+    __slots__ = ('_buffer', '_end', '_recv_into', '_start')
+
+    def __init__(self, sock: Any, size: int = 16384) -> None:
+        self._recv_into = sock.recv_into
+        self._buffer = bytearray(size)
+        self._start = 0
+        self._end = 0
+
+    def close(self) -> None:
+        self._start = self._end = 0
+
+    def _fill(self) -> int:
+        """Receive more bytes after those buffered (compacting or growing first); 0 at EOF."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end == len(self._buffer):
+            kept = self._end - self._start
+            if self._start:
+                self._buffer[:kept] = self._buffer[self._start : self._end]
+            else:  # a line longer than the buffer
+                self._buffer.extend(bytes(len(self._buffer)))
+            self._start, self._end = 0, kept
+        n: int = self._recv_into(memoryview(self._buffer)[self._end :])
+        self._end += n
+        return n
+
+    def readline(self, limit: int) -> bytes:
+        """The next line with its ``\\n``; without it if the peer closed or ``limit`` is hit."""
+        while True:
+            i = self._buffer.find(b'\n', self._start, self._end)
+            if i >= 0:
+                line = bytes(self._buffer[self._start : i + 1])
+                self._start = i + 1
+                return line
+            if self._end - self._start >= limit or not self._fill():
+                line = bytes(self._buffer[self._start : self._end])
+                self._start = self._end
+                return line
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill the start of ``view`` (at least one byte unless the peer closed); the count."""
+        available = self._end - self._start
+        if not available:
+            if view.nbytes >= len(self._buffer):
+                n: int = self._recv_into(view)
+                return n
+            if not self._fill():
+                return 0
+            available = self._end - self._start
+        n = min(available, view.nbytes)
+        view[:n] = memoryview(self._buffer)[self._start : self._start + n]
+        self._start += n
+        return n
+
+
 class _ReplyReader:
     """Reads RESP replies from a connection's socket, bulk data straight into our buffers."""
 
     def __init__(self, sock: Any) -> None:
-        self._file = sock.makefile('rb', buffering=65536)
+        self._file = _SocketBuffer(sock)
 
     def close(self) -> None:
         self._file.close()
@@ -418,12 +548,7 @@ class _ReplyReader:
         """
         line = self.header()
         if line[:1] == b'-':
-            message = line[1:].decode(errors='replace')
-            if message.startswith('LOADING'):  # transient: retried like a lost connection
-                raise redis.exceptions.BusyLoadingError(message)
-            if message.startswith(('NOAUTH', 'WRONGPASS')):
-                raise redis.exceptions.AuthenticationError(message)
-            return redis.exceptions.ResponseError(message)  # NOPERM, WRONGTYPE: per key
+            return _error_reply(line)
         if line[:1] == b'_':  # RESP3 null
             return None
         if line[:1] != b'*':
@@ -455,6 +580,103 @@ class _ReplyReader:
                 f'a corrupt object: {position} bytes where its head announces {total}',
             )
         return buffer, token
+
+    def read_value(
+        self, index: int
+    ) -> tuple[Buffer, bytes | None] | redis.exceptions.ResponseError | None:
+        """Read a GET reply: ``(payload, token)``, an error reply (WRONGTYPE for a list), or None.
+
+        A string without this store's head (``SET`` by another tool) is the
+        payload itself, unversioned (token None). A small reply already in the
+        receive buffer is parsed in place (the common case: one receive).
+
+        Raises:
+            _BadValue: the head announces another length than the string holds.
+
+        """
+        f = self._file
+        if f._start == f._end:
+            f._fill()
+        buf, start = f._buffer, f._start
+        eol = buf.find(b'\n', start, f._end)
+        if eol > start + 1 and buf[start] == 0x24 and buf[eol - 1] == 0x0D:  # $<size>\r\n
+            size = int(buf[start + 1 : eol - 1])
+            f._start = eol + 1
+        else:
+            line = self.header()
+            if line[:1] == b'-':
+                return _error_reply(line)
+            if line[:1] == b'_':  # RESP3 null
+                return None
+            if line[:1] != b'$':
+                raise redis.exceptions.InvalidResponse(f'Protocol error: {line[:40]!r} for GET')
+            size = int(line[1:])
+        if size < 0:
+            return None
+        body = f._start
+        if f._end - body >= size + 2 and size < ALLOCATE_THRESHOLD:  # all here: slice it out
+            if buf[body + size : body + size + 2] != _CRLF:
+                raise redis.exceptions.InvalidResponse('Protocol error: a bulk string without CRLF')
+            f._start = body + size + 2
+            if size >= _HEAD.size and buf[body : body + 4] == _VALUE_MAGIC:
+                _, token = _check_value_head(index, buf[body : body + _HEAD.size], size)
+                return buf[body + _HEAD.size : body + size], token
+            return buf[body : body + size], None
+        head = bytearray(min(size, _HEAD.size))
+        self.exact(memoryview(head))
+        if size >= _HEAD.size and head[:4] == _VALUE_MAGIC:
+            total, token = _check_value_head(index, head, size)
+            buffer = _allocate(index, total)
+            self.bulk_into(memoryview(buffer))
+            return buffer, token
+        buffer = _allocate(index, size)  # a plain value: the bytes are the payload
+        view = memoryview(buffer)
+        view[: len(head)] = head
+        self.bulk_into(view[len(head) :])
+        return buffer, None
+
+
+def _error_reply(line: bytes) -> redis.exceptions.ResponseError:
+    """The error of an ``-ERR...`` reply line; transient and authentication errors are raised."""
+    message = line[1:].decode(errors='replace')
+    if message.startswith('LOADING'):  # transient: retried like a lost connection
+        raise redis.exceptions.BusyLoadingError(message)
+    if message.startswith(('NOAUTH', 'WRONGPASS')):
+        raise redis.exceptions.AuthenticationError(message)
+    return redis.exceptions.ResponseError(message)  # NOPERM, WRONGTYPE: per key
+
+
+def _check_value_head(index: int, head: Buffer, size: int) -> tuple[int, bytes]:
+    """``(total, token)`` of a one-string value's head; its length must match the string's."""
+    _, total, token = _HEAD.unpack(head)
+    if total != size - _HEAD.size:
+        raise _BadValue(
+            index, f'a corrupt object: {size - _HEAD.size} bytes where its head announces {total}'
+        )
+    return total, bytes(token)
+
+
+def _parse_value(index: int, value: bytes) -> tuple[Buffer, bytes | None]:
+    """The fallback's ``read_value``: ``(payload copy, token)`` of a GET reply's bytes."""
+    size = len(value)
+    if size >= _HEAD.size and value[:4] == _VALUE_MAGIC:
+        total, token = _check_value_head(index, value[: _HEAD.size], size)
+        buffer = _allocate(index, total)
+        memoryview(buffer)[:] = memoryview(value)[_HEAD.size :]
+        return buffer, token
+    buffer = _allocate(index, size)
+    memoryview(buffer)[:] = value
+    return buffer, None
+
+
+def _send_gets(connection: Any, keys: Sequence[str], indexes: list[int], asking: bool) -> None:
+    """Pipeline ``GET key`` for ``keys[i]`` (each after ``ASKING`` when following ASK)."""
+    commands: list[tuple[Any, ...]] = []
+    for i in indexes:
+        if asking:
+            commands.append(('ASKING',))
+        commands.append(('GET', keys[i]))
+    connection.send_packed_command(connection.pack_commands(commands))
 
 
 def _send_lranges(connection: Any, keys: Sequence[str], indexes: list[int], asking: bool) -> None:
@@ -891,6 +1113,10 @@ class RedisConnector:
         self._replicas_ack = replicas_ack
         self._routes: _ClusterRoutes | None = None
         self._fast_path = _fast_path_wanted()
+        self._fast_class: type | None = None
+        #: Idle connections of the single server's pool kept at hand (see ``_take_spare``).
+        self._spares: list[Any] = []
+        self._spares_pid = os.getpid()
         if cluster:
             self._routes = _ClusterRoutes(self._connect_cluster())
             self._client: Any = self._routes.client
@@ -1068,8 +1294,8 @@ class RedisConnector:
         if isinstance(e, _NO_PERMISSION) or 'no permissions' in str(e):
             return StoreAuthenticationError(
                 f'{where} refused the command for this user: {e}. Grant the user the '
-                'commands and keys the store needs (RPUSH, DEL, MULTI, EXEC, LRANGE, LINDEX, '
-                'GET, EXISTS, TYPE) with ACL SETUSER, or connect as another user.',
+                'commands and keys the store needs (SET, GET, RPUSH, DEL, MULTI, EXEC, LRANGE, '
+                'LINDEX, GETRANGE, EXISTS, TYPE) with ACL SETUSER, or connect as another user.',
             )
         return StoreAuthenticationError(
             f'{where} refused authentication: {e}. Pass username=/password= to the store, '
@@ -1105,37 +1331,56 @@ class RedisConnector:
         ``node`` name a cluster node's pool (default: the single server's);
         ``retries`` overrides the store's.
         """
-        pool = pool if pool is not None else self._client.connection_pool
-        retries = self._retries if retries is None else retries
-        backoff = ExponentialBackoff(cap=1.0, base=0.05)
+        own = pool is None  # the single server's pool: keep idle connections at hand
+        pool = self._client.connection_pool if own else pool
         attempt = 0
         while True:
-            with self._errors(key, node):
-                connection = None
-                try:
+            connection = None
+            spare = False
+            try:
+                if own:
+                    connection = self._take_spare()
+                    spare = connection is not None
+                if connection is None:
                     connection = self._connection(pool)
-                    result = operation(connection)
-                except redis.exceptions.AuthenticationError:
-                    if connection is not None:
-                        connection.disconnect()
-                        pool.release(connection)
-                    raise
-                except _CONNECTION_ERRORS:
-                    if connection is not None:
-                        connection.disconnect()
-                        pool.release(connection)
+                result = operation(connection)
+            except BaseException as e:
+                if connection is not None:
+                    connection.disconnect()
+                    pool.release(connection)
+                if isinstance(e, _CONNECTION_ERRORS) and not isinstance(
+                    e, redis.exceptions.AuthenticationError
+                ):
+                    if spare:  # idle too long (server timeout, restart): retry on a fresh one
+                        continue
                     attempt += 1
-                    if attempt > retries:
-                        raise
-                    time.sleep(backoff.compute(attempt))
-                    continue
-                except BaseException:
-                    if connection is not None:
-                        connection.disconnect()
-                        pool.release(connection)
-                    raise
+                    if attempt <= (self._retries if retries is None else retries):
+                        time.sleep(ExponentialBackoff(cap=1.0, base=0.05).compute(attempt))
+                        continue
+                with self._errors(key, node):  # translated here only: the common path has no
+                    raise  # context manager to enter
+            if own and len(self._spares) < _SPARES and pool.max_connections > 4 * _SPARES:
+                self._spares.append(connection)
+            else:
                 pool.release(connection)
-                return result
+            return result
+
+    def _take_spare(self) -> Any:
+        """An idle connection kept out of the pool by this process, or None.
+
+        Taking a connection from redis-py's pool (and giving it back) costs
+        about as much as a small GET: connections that end an operation in
+        step (every reply read) stay here instead, a few at most (one per
+        concurrent thread). A forked child never uses its parent's.
+        """
+        if self._spares_pid != os.getpid():
+            self._spares = []  # the parent's sockets: not ours to use or close
+            self._spares_pid = os.getpid()
+            return None
+        try:
+            return self._spares.pop()
+        except IndexError:
+            return None
 
     def _on_nodes(
         self,
@@ -1301,7 +1546,14 @@ class RedisConnector:
 
     def _use_fast_path(self, connection: Any) -> bool:
         """True if this store may frame and read on ``connection`` itself."""
-        return self._fast_path and _fast_path_supported(connection)
+        if not self._fast_path:
+            return False
+        if type(connection) is self._fast_class:  # probed already: skip the lookup
+            return True
+        supported = _fast_path_supported(connection)
+        if supported:
+            self._fast_class = type(connection)
+        return supported
 
     def _check_acked(self, acked: int, keys: list[str], connection: Any) -> None:
         """Raise :class:`StoreIOError` if fewer than ``replicas_ack`` replicas have ``keys``."""
@@ -1320,11 +1572,14 @@ class RedisConnector:
     # -- reads: every one returns the version token read with the bytes ----------
 
     def get(self, key: str) -> Entry | None:
-        """The bytes under ``key`` and their version token, from one ``LRANGE``.
+        """The bytes under ``key`` and their version token, from one ``GET``.
 
-        The token is the random 16 bytes the writer put in the list head, so it
-        changes with every write by any client and is read atomically with the
-        payload. Values written with plain ``SET`` and lists with the older
+        The token is the random 16 bytes the writer put in the value's head, so
+        it changes with every write by any client and is read atomically with
+        the payload. An object stored as a list (larger than one chunk, or
+        written by an older version) answers the ``GET`` with ``WRONGTYPE``
+        and is then read with ``LRANGE`` on the same connection. Values
+        written with plain ``SET`` by other tools and lists with the older
         head are unversioned: their token is None, as is a missing key's.
         """
         return self.get_batch([key])[0]
@@ -1332,31 +1587,47 @@ class RedisConnector:
     def get_batch(self, keys: Sequence[str]) -> list[Entry | None]:
         """``(bytes, token)`` of each key, in one pipelined round trip (see :meth:`get`).
 
-        On a cluster: one round trip per master holding some of the keys.
+        Lists take a second round trip. On a cluster: one round trip per
+        master holding some of the keys.
         """
+        results: list[Any] = self._read_batch(keys)
+        for n, (key, reply) in enumerate(zip(keys, results)):
+            if reply is None or not isinstance(reply, redis.exceptions.ResponseError):
+                continue
+            # GET and LRANGE both said WRONGTYPE: the key changed form between
+            # them (a concurrent write), or it holds a hash, set, stream...
+            again = reply
+            for _ in range(3):
+                again = self._read_batch([key])[0]
+                if again is None or not isinstance(again, redis.exceptions.ResponseError):
+                    break
+            else:
+                raise self._other_type(key)
+            results[n] = again
+        return results
+
+    def _read_batch(self, keys: Sequence[str]) -> list[Any]:
+        """Entries of ``keys``; a key that is neither a string nor a list keeps its error reply."""
         replies: list[Any] = [None] * len(keys)
 
         def read(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
-            if not self._use_fast_path(connection):
-                return self._read_plain(connection, keys, indexes, asking, replies)
-            sock = getattr(connection, '_sock', None)
-            if sock is None:
-                connection.connect()
-                sock = getattr(connection, '_sock', None)
-            _send_lranges(connection, keys, indexes, asking)
-            reader = _ReplyReader(sock)
+            fast = self._use_fast_path(connection)
             redirected: dict[int, Exception] = {}
-            try:
-                for i in indexes:
-                    if asking:
-                        reader.header()  # +OK
-                    reply = reader.read_list(i)
-                    if isinstance(reply, redis.exceptions.ResponseError) and _redirection(reply):
-                        redirected[i] = reply
-                    else:
-                        replies[i] = reply
-            finally:
-                reader.close()
+            lists: list[int] = []
+            for form in ('GET', 'LRANGE'):
+                todo = indexes if form == 'GET' else lists
+                if not todo:
+                    break
+                if fast:
+                    self._read_fast(connection, form, keys, todo, asking, replies, redirected)
+                else:
+                    self._read_plain(connection, form, keys, todo, asking, replies, redirected)
+                lists = [
+                    i
+                    for i in todo
+                    if isinstance(replies[i], redis.exceptions.ResponseError)
+                    and 'WRONGTYPE' in str(replies[i])
+                ]
             return redirected
 
         try:
@@ -1375,71 +1646,125 @@ class RedisConnector:
                     f'({e.reason}). Free memory in this process, or read it on a larger node.',
                 ) from e
             raise self._foreign(key, e.reason) from None
-        results: list[Entry | None] = []
         for key, reply in zip(keys, replies):
-            if reply is None or not isinstance(reply, redis.exceptions.ResponseError):
-                results.append(reply)
-            elif 'WRONGTYPE' not in str(reply):
+            if isinstance(reply, redis.exceptions.ResponseError) and 'WRONGTYPE' not in str(reply):
                 with self._errors(key):
                     raise _response_error(reply)
-            else:
-                plain = self._get_plain(key)
-                results.append(None if plain is None else (plain, None))
-        return results
+        return replies
+
+    @staticmethod
+    def _read_fast(
+        connection: Any,
+        form: str,
+        keys: Sequence[str],
+        indexes: list[int],
+        asking: bool,
+        replies: list[Any],
+        redirected: dict[int, Exception],
+    ) -> None:
+        """Pipelined GETs (or LRANGEs) read by this module, bulk data straight into buffers."""
+        sock = getattr(connection, '_sock', None)
+        if sock is None:
+            connection.connect()
+            sock = getattr(connection, '_sock', None)
+        (_send_gets if form == 'GET' else _send_lranges)(connection, keys, indexes, asking)
+        reader = _ReplyReader(sock)
+        try:
+            for i in indexes:
+                if asking:
+                    reader.header()  # +OK
+                reply = reader.read_value(i) if form == 'GET' else reader.read_list(i)
+                if isinstance(reply, redis.exceptions.ResponseError) and _redirection(reply):
+                    redirected[i] = reply
+                else:
+                    replies[i] = reply
+        finally:
+            reader.close()
 
     @staticmethod
     def _read_plain(
-        connection: Any, keys: Sequence[str], indexes: list[int], asking: bool, replies: list[Any]
-    ) -> dict[int, Exception]:
-        """The fallback's pipelined LRANGEs: redis-py frames and parses, then one copy.
+        connection: Any,
+        form: str,
+        keys: Sequence[str],
+        indexes: list[int],
+        asking: bool,
+        replies: list[Any],
+        redirected: dict[int, Exception],
+    ) -> None:
+        """The fallback's pipelined GETs (or LRANGEs): redis-py frames and parses, then one copy.
 
         Fills ``replies`` like the fast path (an error reply per key is kept,
-        to be raised or followed) and returns the redirected keys.
+        to be raised or followed) and ``redirected``.
         """
-        _send_lranges(connection, keys, indexes, asking)
-        redirected: dict[int, Exception] = {}
+        (_send_gets if form == 'GET' else _send_lranges)(connection, keys, indexes, asking)
         for i in indexes:
             if asking:
                 connection.read_response()  # +OK
             try:
-                elements = connection.read_response()
+                reply = connection.read_response()
             except redis.exceptions.ResponseError as e:  # LOADING, NOAUTH: raised (not Response)
                 if _redirection(e):
                     redirected[i] = e
                 else:
                     replies[i] = e
                 continue
-            replies[i] = _assemble_list(i, elements)
-        return redirected
+            if form == 'GET':
+                replies[i] = None if reply is None else _parse_value(i, reply)
+            else:
+                replies[i] = _assemble_list(i, reply)
 
-    def _get_plain(self, key: str) -> Buffer | None:
-        """Read a value another tool wrote with plain ``SET`` (unversioned)."""
+    def _other_type(self, key: str) -> SerializationError:
+        """The error for a key holding neither a string nor a list (a hash, set, stream...)."""
         with self._errors(key):
-            try:
-                value: Any = self._client.get(key)
-            except redis.exceptions.ResponseError as e:
-                if 'WRONGTYPE' not in str(e):
-                    raise
-                kind: Any = self._client.type(key)  # a hash, set, stream...
-                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-                raise self._foreign(key, f'a Redis {kind}') from None
-        return bytearray(value) if value is not None else None
+            kind: Any = self._client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        return self._foreign(key, f'a Redis {kind}')
 
     def version(self, key: str) -> Hashable | None:
-        """Token of ``key``'s current value (``LINDEX key 0``: the head only), None if missing.
+        """Token of ``key``'s current value (its head only, one round trip), None if missing.
 
-        Also None for unversioned values (plain ``SET``, the older head, data
-        another tool wrote): callers must then treat the value as changed.
+        ``GETRANGE key 0 27`` and ``LINDEX key 0`` are pipelined: one of them
+        answers (the other says ``WRONGTYPE``). Also None for unversioned
+        values (plain ``SET``, the older head, data another tool wrote):
+        callers must then treat the value as changed.
         """
-        with self._errors(key):
-            try:
-                head: Any = self._client.lindex(key, 0)
-            except redis.exceptions.ResponseError as e:
-                if 'WRONGTYPE' not in str(e):
-                    raise
-                return None
-        if head is None:
+        heads: list[Any] = [None]
+
+        def read(connection: Any, indexes: list[int], asking: bool) -> dict[int, Exception]:
+            ask = [('ASKING',)] if asking else []
+            commands = [
+                *ask,
+                ('GETRANGE', key, 0, _HEAD.size - 1),
+                *ask,
+                ('LINDEX', key, 0),
+            ]
+            connection.send_packed_command(connection.pack_commands(commands))
+            redirected: dict[int, Exception] = {}
+            found: list[Any] = []
+            for _ in commands:
+                try:
+                    found.append(connection.read_response())
+                except redis.exceptions.ResponseError as e:
+                    found.append(e)
+            for reply in found:
+                if isinstance(reply, redis.exceptions.ResponseError):
+                    if _redirection(reply):
+                        redirected[0] = reply
+                    elif 'WRONGTYPE' not in str(reply):
+                        raise reply
+                elif isinstance(reply, bytes) and reply and reply != b'OK':
+                    heads[0] = reply
+            return redirected
+
+        if self._routes is not None:
+            self._on_nodes([key], read)
+        else:
+            self._run(lambda c: read(c, [0], False), key)
+        head = heads[0]
+        if head is None or len(head) not in (_HEAD.size, _OLD_HEAD.size):
             return None
+        if head[:4] == _VALUE_MAGIC:
+            return bytes(head[-_TOKEN_SIZE:])
         parsed = _parse_head(head)
         return parsed[1] if parsed is not None else None
 
@@ -1455,6 +1780,10 @@ class RedisConnector:
 
     def close(self) -> None:
         """Close the connections (objects stay on the server)."""
+        spares, self._spares = self._spares, []
+        if self._spares_pid == os.getpid():
+            for connection in spares:
+                self._client.connection_pool.release(connection)
         self._client.close()
 
     def cleanup(self) -> None:

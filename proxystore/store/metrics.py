@@ -51,6 +51,24 @@ class Metrics:
             stats['bytes'] += nbytes
             stats['seconds'] += seconds
 
+    def record_write(self, nbytes: int, seconds: float) -> None:
+        """Record one ``set``: every write's path."""
+        with self._lock:
+            stats = self._stats['set']
+            stats['count'] += 1
+            stats['bytes'] += nbytes
+            stats['seconds'] += seconds
+
+    def record_read(self, nbytes: int, seconds: float, *, miss: bool) -> None:
+        """Record one ``get`` (and a cache miss if ``miss``) under one lock: every read's path."""
+        with self._lock:
+            stats = self._stats['get']
+            stats['count'] += 1
+            stats['bytes'] += nbytes
+            stats['seconds'] += seconds
+            if miss:
+                self._counters['cache_misses'] += 1
+
     def increment(self, counter: str, count: int = 1) -> None:
         """Add ``count`` to a plain counter such as ``cache_hits``."""
         with self._lock:

@@ -89,3 +89,12 @@ def test_init_store_takes_a_connector_class_or_path(tmp_path: Path) -> None:
 def test_unknown_type_paths_are_unknown_store_type(bad: str) -> None:
     with pytest.raises(ps.exceptions.UnknownStoreTypeError):
         ps.store.init_store(bad, name='bad')
+
+
+def test_local_store_without_cache_keeps_objects_as_given() -> None:
+    """serialize=False objects of an in-process store, read on the uncached fast path."""
+    store = ps.store.local.LocalStore('held', cache_size=0)
+    marker = object()
+    key = store.set(marker, serialize=False)
+    assert store.get(key) is marker
+    assert store.get_batch([key]) == [marker]

@@ -328,7 +328,7 @@ def test_authentication_errors_on_the_cluster(private_cluster: Cluster) -> None:
     from proxystore.exceptions import StoreAuthenticationError
 
     for node in private_cluster.nodes:
-        node('ACL', 'SETUSER', 'limited', 'on', '>limited-pw', '~*', '+@all', '-rpush')
+        node('ACL', 'SETUSER', 'limited', 'on', '>limited-pw', '~*', '+@all', '-rpush', '-set')
         node('CONFIG', 'SET', 'requirepass', 'secret-pw')
     with pytest.raises(StoreAuthenticationError, match='password'):
         RedisStore('no-pass', cluster=True, **entry(private_cluster))

@@ -181,7 +181,9 @@ def test_permission_denied_is_an_authentication_error(redis_address: tuple[str, 
     host, port = redis_address
     admin = redis.Redis(host=host, port=port)
     user = f'reader-{os.urandom(4).hex()}'
-    admin.execute_command('ACL', 'SETUSER', user, 'on', '>pw', '~*', '&*', '+@all', '-rpush')
+    admin.execute_command(
+        'ACL', 'SETUSER', user, 'on', '>pw', '~*', '&*', '+@all', '-rpush', '-set'
+    )
     try:
         store = _store(redis_address, username=user, password='pw', retries=0)
         with pytest.raises(StoreAuthenticationError, match=f'{host}:{port}'):

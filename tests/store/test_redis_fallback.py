@@ -30,6 +30,7 @@ from tests.store.test_contract import *  # noqa: E402,F403
 from tests.store.test_redis import *  # noqa: E402,F403
 from tests.store.test_redis_cluster import *  # noqa: E402,F403
 from tests.store.test_redis_errors import *  # noqa: E402,F403
+from tests.store.test_redis_small import *  # noqa: E402,F403
 from tests.store.test_redis_versions import *  # noqa: E402,F403
 
 # Tests of the contract suite that build non-Redis stores: nothing to re-run.

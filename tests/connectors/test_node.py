@@ -553,7 +553,7 @@ def test_bad_inner(setup: Setup, tmp_path: Path) -> None:
         NodeConnector('no.such.Connector', inner_config={}, directory=setup.directory)
     with pytest.raises(StoreConfigError, match='inner_config'):
         NodeConnector(setup.inner(), inner_config={}, directory=setup.directory)
-    with pytest.raises(StoreConfigError, match='does not fit'):
+    with pytest.raises(StoreConfigError, match='do not fit'):
         NodeConnector(
             'proxystore.connectors.redis.RedisConnector',
             inner_config={'host': 'x'},

@@ -31,7 +31,10 @@ import ctypes
 import mmap
 import os
 import sys
+from collections.abc import Sequence
 from typing import Union
+
+from proxystore.serialize import Buffer
 
 __all__ = [
     'ALLOCATE_THRESHOLD',
@@ -39,10 +42,12 @@ __all__ = [
     'MAP_THRESHOLD',
     'REMOTE_FILE_SYSTEMS',
     'allocate',
+    'buffer_size',
     'can_map',
     'can_map_device',
     'file_system_type',
     'map_file',
+    'write_all',
 ]
 
 #: Files at least this large are mapped instead of read (where :func:`can_map`).
@@ -214,3 +219,43 @@ def map_file(fd: int, size: int) -> memoryview:
     array = array_type.from_address(address)
     array._owner = owner  # type: ignore[attr-defined]
     return memoryview(array).cast('B')
+
+
+_IOV_MAX = 1024
+
+
+def buffer_size(parts: Sequence[Buffer]) -> int:
+    """Total bytes of ``parts``."""
+    total = 0
+    for part in parts:
+        total += len(part) if type(part) is bytes else memoryview(part).nbytes
+    return total
+
+
+def write_all(fd: int, parts: Sequence[Buffer], total: int | None = None) -> None:
+    """Write every buffer with ``writev``, resuming after partial writes.
+
+    Linux writes at most ~2 GiB per call, so large objects take several calls;
+    resuming (rather than assuming a full write) avoids silent truncation.
+    ``total`` is the size of ``parts`` if the caller knows it.
+    """
+    if len(parts) <= _IOV_MAX:  # the common case: one call writes everything
+        if total is None:
+            total = buffer_size(parts)
+        written = os.writev(fd, parts)
+        if written == total:
+            return
+    else:
+        written = 0
+    views = [v for v in (memoryview(p).cast('B') for p in parts) if v.nbytes]
+    while views:
+        while written:
+            head = views[0]
+            if written >= head.nbytes:
+                written -= head.nbytes
+                views.pop(0)
+            else:
+                views[0] = head[written:]
+                written = 0
+        if views:
+            written = os.writev(fd, views[:_IOV_MAX])

@@ -36,8 +36,10 @@ from typing import Any
 
 from proxystore.connectors.buffers import MAP_THRESHOLD
 from proxystore.connectors.buffers import allocate
+from proxystore.connectors.buffers import buffer_size
 from proxystore.connectors.buffers import can_map_device
 from proxystore.connectors.buffers import map_file
+from proxystore.connectors.buffers import write_all
 from proxystore.connectors.protocol import Entry
 from proxystore.exceptions import InvalidKeyError
 from proxystore.exceptions import StoreConfigError
@@ -50,7 +52,6 @@ __all__ = ['FileConnector']
 logger = logging.getLogger(__name__)
 
 _TMP_PREFIX = '.tmp-'
-_IOV_MAX = 1024
 _MAX_NAME_BYTES = 200
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 #: ``open(O_TMPFILE)`` errors that mean the file system (or kernel) lacks it.
@@ -93,42 +94,6 @@ def _parse_header(head: Buffer) -> tuple[bytes, bytes] | None:
     if magic != _FILE_MAGIC or version != _FILE_VERSION:
         return None
     return tag, write_id
-
-
-def _size(parts: Sequence[Buffer]) -> int:
-    total = 0
-    for part in parts:
-        total += len(part) if type(part) is bytes else memoryview(part).nbytes
-    return total
-
-
-def _write_all(fd: int, parts: Sequence[Buffer], total: int | None = None) -> None:
-    """Write every buffer with ``writev``, resuming after partial writes.
-
-    Linux writes at most ~2 GiB per call, so large objects take several calls;
-    resuming (rather than assuming a full write) avoids silent truncation.
-    ``total`` is the size of ``parts`` if the caller knows it.
-    """
-    if len(parts) <= _IOV_MAX:  # the common case: one call writes everything
-        if total is None:
-            total = _size(parts)
-        written = os.writev(fd, parts)
-        if written == total:
-            return
-    else:
-        written = 0
-    views = [v for v in (memoryview(p).cast('B') for p in parts) if v.nbytes]
-    while views:
-        while written:
-            head = views[0]
-            if written >= head.nbytes:
-                written -= head.nbytes
-                views.pop(0)
-            else:
-                views[0] = head[written:]
-                written = 0
-        if views:
-            written = os.writev(fd, views[:_IOV_MAX])
 
 
 def _read_into(fd: int, size: int) -> bytearray | memoryview:
@@ -349,7 +314,7 @@ class FileConnector:
         header = _FILE_HEADER_PADDED.pack(_FILE_MAGIC, _FILE_VERSION, self._tag, write_id)
         mode = self._file_mode & ~_WRITE_BITS  # the descriptor writes; nobody else can
         if self._unnamed:
-            size = _size(parts)
+            size = buffer_size(parts)
             if size < _UNNAMED_MAX and self._put_unnamed(
                 key, path, [header, *parts], size + _FILE_HEADER_SIZE, mode, write_id
             ):
@@ -363,7 +328,7 @@ class FileConnector:
                 self._make_dir()
                 fd = os.open(tmp, flags, mode)
             try:
-                _write_all(fd, [header, *parts])
+                write_all(fd, [header, *parts])
                 if self._fsync:
                     os.fsync(fd)
             finally:
@@ -393,7 +358,7 @@ class FileConnector:
         tmp = None
         source = f'/proc/self/fd/{fd}'
         try:
-            _write_all(fd, parts, total)
+            write_all(fd, parts, total)
             if self._fsync:
                 os.fsync(fd)
             # linkat(AT_SYMLINK_FOLLOW) of the descriptor's /proc entry: os.link only

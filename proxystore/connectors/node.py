@@ -66,6 +66,7 @@ from proxystore.connectors.buffers import MAP_THRESHOLD
 from proxystore.connectors.buffers import allocate
 from proxystore.connectors.buffers import can_map_device
 from proxystore.connectors.buffers import map_file
+from proxystore.connectors.buffers import write_all
 from proxystore.connectors.protocol import Connector
 from proxystore.connectors.protocol import Entry
 from proxystore.connectors.protocol import connector_version
@@ -99,7 +100,6 @@ _SKIP = b'skip:'  # "skip:<token>": this version could not be published, fetch i
 _SEEN = b'seen:'  # "seen:<n>:<token>": n processes read this version, none published it
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _WRITE_BITS = 0o222
-_IOV_MAX = 1024
 _STALE_TMP_SECONDS = 3600.0
 _POLL_FIRST = 0.0005
 _SKIP_SECONDS = 10.0
@@ -163,20 +163,6 @@ def _parse_header(head: bytes) -> tuple[int, bytes, int] | None:
 
 def _nbytes(data: Buffer) -> int:
     return memoryview(data).nbytes
-
-
-def _write_parts(fd: int, parts: Sequence[Buffer]) -> None:
-    """``writev`` every buffer, resuming after partial writes (large files take several)."""
-    views = [v for v in (memoryview(p).cast('B') for p in parts) if v.nbytes]
-    while views:
-        written = os.writev(fd, views[:_IOV_MAX])
-        while written:
-            if written >= views[0].nbytes:
-                written -= views[0].nbytes
-                views.pop(0)
-            else:
-                views[0] = views[0][written:]
-                written = 0
 
 
 def _touch(fd: int) -> None:
@@ -688,7 +674,7 @@ class NodeConnector:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 try:
                     try:
-                        _write_parts(fd, [head, data])
+                        write_all(fd, [head, data])
                         os.fchmod(fd, 0o400)
                         _touch(fd)
                     finally:

@@ -23,6 +23,8 @@ def check_key(key: Any) -> str:
     ``\\``, NUL, and no leading ``.``: every backend can then use them as file
     names, and no key can point outside a file store's directory.
     """
+    if type(key) is str and len(key) <= _MAX_KEY_LENGTH and key.isascii() and key.isalnum():
+        return key  # the common case (generated keys are hex): valid by construction
     if not isinstance(key, str):
         raise InvalidKeyError(f'Keys must be str, got {type(key).__qualname__}.')
     if not key or len(key) > _MAX_KEY_LENGTH:

@@ -37,6 +37,11 @@ def parser(description: str) -> argparse.ArgumentParser:
         help='file: an embedded store in a temporary directory (default); redis: a server; '
         'redis-cluster: a Redis Cluster (--redis-host/--redis-port name any node)',
     )
+    p.add_argument(
+        '--node-cache',
+        action='store_true',
+        help='read through one shared-memory copy per node (node_cache=True; see docs/scaling.md)',
+    )
     p.add_argument('--redis-host', default='127.0.0.1')
     p.add_argument('--redis-port', type=int, default=6379)
     p.add_argument(
@@ -56,6 +61,8 @@ class ExampleStore:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.tmp: str | None = None
+        self.node_cache = bool(args.node_cache)
+        options = {'node_cache': True} if self.node_cache else {}
         if args.store in ('redis', 'redis-cluster'):
             self.store: Store = ps.store.init_store(
                 'redis',
@@ -63,21 +70,25 @@ class ExampleStore:
                 hostname=args.redis_host,
                 port=args.redis_port,
                 cluster=args.store == 'redis-cluster',
+                **options,
             )
         else:
             self.tmp = tempfile.mkdtemp(prefix='proxystore-example-')
-            self.store = ps.store.init_store('file', name='example', store_dir=self.tmp)
+            self.store = ps.store.init_store('file', name='example', store_dir=self.tmp, **options)
 
     def __enter__(self) -> Store:
         return self.store
 
     def __exit__(self, *exc: Any) -> None:
-        self.store.close()
+        # Intermediates are evicted once no longer needed: a finished run leaves nothing.
+        left = None if self.tmp is None else [f for f in os.listdir(self.tmp) if f[0] != '.']
+        if self.node_cache:
+            self.store.cleanup()  # also drops this node's shared-memory copies
+        else:
+            self.store.close()
         if self.tmp is not None:
-            # Intermediates are evicted once no longer needed: a finished run leaves nothing.
-            left = [f for f in os.listdir(self.tmp) if not f.startswith('.')]
             if exc[0] is None:
-                print(f'objects left in the store: {len(left)}')
+                print(f'objects left in the store: {len(left or [])}')
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ Redis) and Parsl moves only proxies of a few hundred bytes.
     .venv/bin/python examples/parsl_mapreduce.py                 # local HTEX, file store
     .venv/bin/python examples/parsl_mapreduce.py --no-proxy      # baseline
     .venv/bin/python examples/parsl_mapreduce.py --store redis --redis-port 6379
+    .venv/bin/python examples/parsl_mapreduce.py --store redis --node-cache  # one copy per node
 """
 
 from __future__ import annotations

@@ -54,6 +54,23 @@ def test_parsl_example_on_redis(redis_address: tuple[str, int]) -> None:
     assert '(correct)' in out
 
 
+def test_parsl_example_on_redis_with_the_node_tier(redis_address: tuple[str, int]) -> None:
+    """HTEX worker processes read through the node tier (node_cache=True travels in proxies)."""
+    host, port = redis_address
+    out = run_example(
+        'parsl_mapreduce.py',
+        *SMALL,
+        '--store',
+        'redis',
+        '--node-cache',
+        '--redis-host',
+        host,
+        '--redis-port',
+        str(port),
+    )
+    assert '(correct)' in out and 'engine channel 0.0' in out
+
+
 def test_funcx_example_shows_the_size_limit() -> None:
     result = subprocess.run(
         [

@@ -398,14 +398,20 @@ class FileConnector:
                 logger.debug('Reading instead of mapping (%s): %s', e, self.store_dir)
         return _read_into(fd, size)
 
-    def get(self, key: str) -> Entry | None:
-        """The bytes under ``key`` and a token that changes whenever ``key`` is rewritten."""
+    def _open(self, key: str) -> int | None:
+        """A read-only descriptor of ``key``'s file, ``None`` if there is none."""
         try:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+            return os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as e:
             raise self._io_error(e, 'read', key) from e
+
+    def get(self, key: str) -> Entry | None:
+        """The bytes under ``key`` and a token that changes whenever ``key`` is rewritten."""
+        fd = self._open(key)
+        if fd is None:
+            return None
         try:
             st = os.fstat(fd)
             size = st.st_size
@@ -428,12 +434,9 @@ class FileConnector:
 
     def version(self, key: str) -> Hashable | None:
         """Token of ``key``'s current value (reads the header only), None if missing."""
-        try:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        fd = self._open(key)
+        if fd is None:
             return None
-        except OSError as e:
-            raise self._io_error(e, 'read', key) from e
         try:
             st = os.fstat(fd)
             header = _parse_header(os.pread(fd, _FILE_HEADER_SIZE, 0))

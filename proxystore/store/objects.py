@@ -63,24 +63,8 @@ def _not_bytes(obj: Any) -> NotBytesError:
 class ObjectStore:
     """Python objects by key, over a byte-level connector (the key-value half of a Store).
 
-    Args:
-        name: Name of the store; proxies find the store by this name in
-            other processes (see :func:`proxystore.store.init_store`).
-        connector: Where the bytes go (see :mod:`proxystore.connectors`).
-        options: ``cache_size`` (objects kept in this process's LRU cache,
-            0 disables it; default 16), ``cache_bytes`` (bound on their stored
-            size, default 256 MiB, ``None`` for none; a larger object is never
-            cached), ``secret`` (sign every payload with HMAC-SHA256 and refuse
-            unsigned ones; default: the ``PROXYSTORE_SECRET`` environment
-            variable; it never travels inside a proxy), ``signed`` (``None``
-            signs when a secret is available, ``True`` requires one: set
-            automatically when a store is rebuilt from a proxy of a signed
-            store), ``stats`` (keep per-key timings, see :meth:`stats`).
-
-    Raises:
-        StoreConfigError: an unknown option, or an invalid one (empty name,
-            negative ``cache_size``, empty secret, ``signed=True`` without a secret).
-
+    Arguments and options are :class:`~proxystore.store.base.Store`'s, which
+    is what users build (this class has no name lookup and makes no proxies).
     """
 
     #: Whether ``serialize=False`` keeps any object as it is (in-process stores only).

@@ -132,7 +132,7 @@ class ProxyExecutor(Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``, proxying large arguments and results."""
-        new_args, new_kwargs, made = self.policy._proxy_arguments(args, kwargs)
+        new_args, new_kwargs, made = self.policy.prepare_call(args, kwargs)
         self._track(made)
         future = self.executor.submit(self._wrap(fn), *new_args, **new_kwargs)
         held = (new_args, new_kwargs)

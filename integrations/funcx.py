@@ -47,7 +47,7 @@ class ProxyBatch:
 
     def add(self, function_id: Any, args: Any = None, kwargs: Any = None) -> None:
         """Add a task, with large arguments replaced by proxies."""
-        new_args, new_kwargs, made = self.policy._proxy_arguments(args or (), kwargs or {})
+        new_args, new_kwargs, made = self.policy.prepare_call(args or (), kwargs or {})
         self.batch.add(function_id, new_args, new_kwargs)
         self.made.setdefault(function_id, []).append(made)
 
@@ -87,7 +87,7 @@ class ProxyClient:
 
     def run(self, *args: Any, endpoint_id: Any, function_id: Any, **kwargs: Any) -> str:
         """Run one task; large arguments travel as proxies."""
-        new_args, new_kwargs, made = self.policy._proxy_arguments(args, kwargs)
+        new_args, new_kwargs, made = self.policy.prepare_call(args, kwargs)
         task_id: str = self.client.run(
             *new_args,
             endpoint_id=endpoint_id,

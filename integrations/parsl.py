@@ -281,7 +281,7 @@ def _submit(
             return _derive(obj, policy, made)
         return policy.maybe_proxy(obj)
 
-    args, kwargs, new = policy._proxy_arguments(args, kwargs, skip=_RESERVED, convert=convert)
+    args, kwargs, new = policy.prepare_call(args, kwargs, skip=_RESERVED, convert=convert)
     made.extend(new)
     future = call(args, kwargs)
     if policy.lifetimes is not None:

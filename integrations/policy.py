@@ -363,10 +363,10 @@ class ProxyPolicy:
 
         Keyword arguments named in ``skip`` (engine-reserved ones) are left alone.
         """
-        new_args, new_kwargs, _ = self._proxy_arguments(args, kwargs, skip=skip)
+        new_args, new_kwargs, _ = self.prepare_call(args, kwargs, skip=skip)
         return new_args, new_kwargs
 
-    def _proxy_arguments(
+    def prepare_call(
         self,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
@@ -376,6 +376,9 @@ class ProxyPolicy:
     ) -> tuple[tuple[Any, ...], dict[str, Any], list[Any]]:
         """Like :meth:`proxy_arguments`, and also return the proxies made here.
 
+        What the integrations call before submitting a task: the proxies made
+        for it are the ones freed when it ends (``evict='auto'``). ``skip``
+        names keyword arguments left as they are (an engine's own), and
         ``convert`` (default :meth:`maybe_proxy`) is applied to each argument.
         """
         made: list[Any] = []

@@ -83,3 +83,34 @@ def test_no_private_names_cross_modules() -> None:
                     if a.name.startswith('_') and a.name != '__version__'
                 )
     assert offenders == []
+
+
+def test_no_private_methods_called_across_modules() -> None:
+    """``x._method()`` of a method another of our modules defines: a private cross-module call."""
+    roots = [ROOT, ROOT.parent / 'integrations']
+    paths = [p for root in roots for p in root.rglob('*.py')]
+    defined: dict[str, set[Path]] = {}
+    trees = {path: ast.parse(path.read_text()) for path in paths}
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        defined.setdefault(item.name, set()).add(path)
+    offenders = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            name = node.func.attr
+            if not name.startswith('_') or name.startswith('__'):
+                continue
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id in ('self', 'cls', 'super'):
+                continue
+            if isinstance(owner, ast.Call) and getattr(owner.func, 'id', None) == 'super':
+                continue
+            homes = defined.get(name, set())
+            if homes and path not in homes:
+                offenders.append(f'{path.relative_to(ROOT.parent)}:{node.lineno} calls .{name}()')
+    assert offenders == []

@@ -293,25 +293,13 @@ class ObjectStore:
         if self._cache.maxsize <= 0:  # no cache: nothing to look up or to keep
             if not deserialize or self._key_stats is not None or self.stores_objects:
                 return self._get_uncached(key, default, deserialize, count_miss=not strict)
-            # The common read, inline: a small object's get is a few microseconds.
-            start = _perf_counter()
-            try:
-                entry = self._connector.get(key)
-            except SerializationError as e:  # foreign or corrupt data: name the store
-                _name_in(e, f'store {self._name!r}')
-                raise
-            seconds = _perf_counter() - start
-            if entry is None:
-                self._metrics.record_read(0, seconds, miss=not strict)
+            # The common read, with the decode inline: a small object's get is a few µs.
+            data, _, nbytes, seconds = self._read(key)
+            self._metrics.record_read(nbytes, seconds, miss=not strict)
+            if data is None:
                 return default
-            payload = entry[0]
-            self._metrics.record_read(
-                payload.nbytes if type(payload) is memoryview else _size((payload,)),
-                seconds,
-                miss=not strict,
-            )
             try:
-                return _deserialize(payload, secret=self._secret)
+                return _deserialize(data, secret=self._secret)
             except SerializationError as e:  # name the key and where it lives
                 _name_in(e, f'key {key!r} in {self._where(key)}')
                 raise
@@ -326,17 +314,7 @@ class ObjectStore:
         nbytes = 0
         version: Hashable | None = None
         try:
-            # Timed inline (not with Metrics.timer): this is every read's path.
-            start = time.perf_counter()
-            try:
-                entry = self._connector.get(key)
-            except SerializationError as e:  # foreign or corrupt data: name the store
-                _name_in(e, f'store {self._name!r}')
-                raise
-            data, version = (None, None) if entry is None else entry
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                nbytes = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
-            seconds = time.perf_counter() - start
+            data, version, nbytes, seconds = self._read(key)
             self._metrics.record('get', nbytes=nbytes, seconds=seconds)
             if self._key_stats is not None:
                 self._key_stats.record(key, 'get', seconds)
@@ -357,28 +335,31 @@ class ObjectStore:
 
     def _get_uncached(self, key: str, default: Any, deserialize_: bool, *, count_miss: bool) -> Any:
         """:meth:`get` of a store whose cache is disabled (``cache_size=0``): every read's path."""
-        start = time.perf_counter()
-        try:
-            entry = self._connector.get(key)
-        except SerializationError as e:  # foreign or corrupt data: name the store
-            _name_in(e, f'store {self._name!r}')
-            raise
-        seconds = time.perf_counter() - start
-        data = None if entry is None else entry[0]
-        if data is None:
-            nbytes = 0
-        elif type(data) is memoryview:
-            nbytes = data.nbytes
-        elif isinstance(data, (bytes, bytearray)):
-            nbytes = len(data)
-        else:
-            nbytes = memoryview(data).nbytes if isinstance(data, memoryview) else 0
+        data, _, nbytes, seconds = self._read(key)
         self._metrics.record_read(nbytes, seconds, miss=deserialize_ and count_miss)
         if self._key_stats is not None:
             self._key_stats.record(key, 'get', seconds)
         if data is None:
             return default
         return self._decode(data, deserialize_, key)
+
+    def _read(self, key: str) -> tuple[Any, Hashable | None, int, float]:
+        """One timed connector read: the data (``None`` if missing), its version, bytes, seconds."""
+        start = _perf_counter()
+        try:
+            entry = self._connector.get(key)
+        except SerializationError as e:  # foreign or corrupt data: name the store
+            _name_in(e, f'store {self._name!r}')
+            raise
+        seconds = _perf_counter() - start
+        if entry is None:
+            return None, None, 0, seconds
+        data, version = entry
+        if isinstance(data, memoryview):
+            nbytes = data.nbytes
+        else:
+            nbytes = len(data) if isinstance(data, (bytes, bytearray)) else 0  # 0: a held object
+        return data, version, nbytes, seconds
 
     def get_batch(
         self,
@@ -509,10 +490,6 @@ def _name_in(error: Exception, where: str) -> None:
     """Add ``where`` (store, key, server) to ``error``'s message: the raiser knew only part."""
     if error.args and isinstance(error.args[0], str) and where not in error.args[0]:
         error.args = (f'{error.args[0]} ({where})', *error.args[1:])
-
-
-def _raw_kind(value: Any) -> str:
-    return 'bytes' if isinstance(value, (bytes, bytearray, memoryview)) else 'object'
 
 
 def _size(parts: Sequence[Any]) -> int:

@@ -28,8 +28,7 @@ from proxystore.exceptions import NotBytesError
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import StoreConfigError
 from proxystore.serialize import Buffer
-from proxystore.serialize import deserialize
-from proxystore.serialize import deserialize as _deserialize
+from proxystore.serialize import deserialize as _deserialize  # get() has a ``deserialize`` argument
 from proxystore.serialize import is_payload
 from proxystore.serialize import payload_size
 from proxystore.serialize import serialize_parts
@@ -177,7 +176,7 @@ class ObjectStore:
     def _decode(self, data: Any, deserialize_: bool, key: str) -> Any:
         if deserialize_:
             try:
-                return deserialize(data, secret=self._secret)
+                return _deserialize(data, secret=self._secret)
             except SerializationError as e:
                 # Name the key and where it lives: the serializer knows neither.
                 _name_in(e, f'key {key!r} in {self._where(key)}')

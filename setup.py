@@ -1,7 +1,9 @@
-"""Build the optional C accelerator of ``proxystore.proxy``; all metadata is in pyproject.toml.
+"""Build the optional C accelerators; all metadata is in pyproject.toml.
 
-``optional=True``: without a compiler (or Python headers) the build skips the
-extension with a warning and ``proxystore.proxy`` uses its pure-Python slots.
+``proxystore._cproxy`` gives ``proxystore.proxy`` compiled slots and
+``proxystore._cframe`` gives ``proxystore.serialize`` a compiled read of the
+common payload. ``optional=True``: without a compiler (or Python headers) the
+build skips them with a warning and the pure-Python code serves.
 """
 
 from __future__ import annotations
@@ -12,5 +14,6 @@ from setuptools import setup
 setup(
     ext_modules=[
         Extension('proxystore._cproxy', sources=['proxystore/_cproxy.c'], optional=True),
+        Extension('proxystore._cframe', sources=['proxystore/_cframe.c'], optional=True),
     ],
 )

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import copy as _copy
-import importlib
 import logging
 import math
 import operator
@@ -61,6 +60,7 @@ from typing import Any
 from typing import Generic
 from typing import TypeVar
 
+from proxystore._compiled import load_compiled
 from proxystore.exceptions import ProxyResolveError
 from proxystore.factory import Factory
 
@@ -83,24 +83,7 @@ logger = logging.getLogger(__name__)
 _C_API = 1
 
 
-def _accelerator() -> Any:
-    """The compiled slots module, or None: not built, stale, or switched off."""
-    if os.environ.get('PROXYSTORE_PURE_PYTHON', '').strip() not in ('', '0'):
-        return None
-    try:
-        module = importlib.import_module('proxystore._cproxy')
-    except ImportError:  # no compiler when installed: the pure-Python slots serve
-        return None
-    if getattr(module, 'API', None) != _C_API:
-        logger.warning(
-            'Ignoring proxystore._cproxy built for another version of proxystore.proxy '
-            '(reinstall proxystore to rebuild it); using the pure-Python proxy.'
-        )
-        return None
-    return module
-
-
-_c = _accelerator()
+_c: Any = load_compiled('proxystore._cproxy', _C_API, __name__)
 # Which implementation serves the proxy's special methods: 'c' or 'python'.
 _IMPLEMENTATION = 'python' if _c is None else 'c'
 

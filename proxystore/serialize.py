@@ -50,6 +50,7 @@ from typing import Union
 
 import cloudpickle
 
+from proxystore._compiled import load_compiled
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import SignatureError
 
@@ -67,6 +68,7 @@ __all__ = [
 Buffer = Union[bytes, bytearray, memoryview]
 
 _MAGIC = b'PXS\x01'
+_loads = pickle.loads
 _HEADER = struct.Struct('<4sBBHI')
 _CRC = struct.Struct('<I')
 _ALIGN = 64
@@ -159,8 +161,10 @@ def _padding(size: int) -> int:
 
 def _as_bytes_view(buf: Any) -> memoryview:
     view = memoryview(buf)
+    if not view.c_contiguous:  # e.g. a strided slice: its bytes, copied in order
+        return memoryview(view.tobytes())
     if view.format != 'B' or view.ndim != 1:
-        view = view.cast('B') if view.c_contiguous else memoryview(view.tobytes())
+        view = view.cast('B')
     return view
 
 
@@ -320,48 +324,35 @@ def _check_signature(view: memoryview, offset: int, secret: bytes, *, signed: bo
         )
 
 
-_NOT_COMMON: Any = object()
+#: CRC-32 of the 20- or 28-byte header prefix of an unsigned pickle payload of one
+#: or two segments, by segment lengths: those bytes are fixed by the lengths once
+#: the other fields are checked, so the common read checksums only its stream.
+_PREFIX_CRCS: dict[Any, int] = {}
+_PREFIX_CRCS_MAX = 4096
 
 
-def _load_common(view: memoryview) -> Any:
-    """Unpickle an unsigned pickle payload of one or two segments: most objects.
+def _prefix_crc(view: memoryview, end: int, lengths: Any) -> int:
+    """CRC-32 of ``view[:end]``, remembered under ``lengths``."""
+    crc = _PREFIX_CRCS.get(lengths)
+    if crc is None:
+        if len(_PREFIX_CRCS) >= _PREFIX_CRCS_MAX:
+            _PREFIX_CRCS.clear()
+        crc = _PREFIX_CRCS[lengths] = zlib.crc32(view[:end])
+    return crc
 
-    Checked as :func:`deserialize` checks it; ``_NOT_COMMON`` for anything
-    else or anything wrong (the general path then reads it, or names what is
-    wrong).
-    """
-    total = view.nbytes
-    if total < _ALIGN:
-        return _NOT_COMMON
-    magic, kind, flags, _, nseg, length, crc = _ONE.unpack_from(view)
-    if magic != _MAGIC or kind != _KIND_PICKLE or flags:
-        return _NOT_COMMON
-    end = _ALIGN + length
-    if nseg == 1:
-        if total != end + (-length % _ALIGN):
-            return _NOT_COMMON
-        stream = view[_ALIGN:end]
-        if zlib.crc32(stream, zlib.crc32(view[:20])) != crc:
-            return _NOT_COMMON
-        buffers: list[memoryview] = []
-    elif nseg == 2:
-        _, _, _, _, _, _, size, crc = _TWO.unpack_from(view)
-        start = end + (-length % _ALIGN)
-        if total != start + size + (-size % _ALIGN):
-            return _NOT_COMMON
-        stream = view[_ALIGN:end]
-        if zlib.crc32(stream, zlib.crc32(view[:28])) != crc:
-            return _NOT_COMMON
-        buffers = [view[start : start + size]]
-    else:
-        return _NOT_COMMON
+
+def _unpickle_error(e: BaseException) -> SerializationError:
+    return SerializationError(
+        f'Cannot unpickle the object: {type(e).__name__}: {e}. If a module '
+        'or class is missing, make it importable in this process.',
+    )
+
+
+def _unpickle(stream: memoryview, buffers: Sequence[memoryview]) -> Any:
     try:
-        return pickle.loads(stream, buffers=buffers)
+        return _loads(stream, buffers=buffers)
     except Exception as e:
-        raise SerializationError(
-            f'Cannot unpickle the object: {type(e).__name__}: {e}. If a module '
-            'or class is missing, make it importable in this process.',
-        ) from e
+        raise _unpickle_error(e) from e
 
 
 def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
@@ -393,14 +384,36 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     if (
         type(data) is not bytearray
         and type(data) is not bytes
-        and (view.format != 'B' or view.ndim != 1)
+        and (view.format != 'B' or view.ndim != 1 or not view.c_contiguous)
     ):
         view = _as_bytes_view(view)
-    if secret is None:
-        found = _load_common(view)
-        if found is not _NOT_COMMON:
-            return found
     total = view.nbytes
+    if secret is None and total >= _ALIGN:
+        # The common payload, checked exactly as below but inline (this is
+        # every small object's read): an unsigned pickle of one or two segments.
+        magic, kind, flags, reserved, nseg, length, crc = _ONE.unpack_from(view)
+        if magic == _MAGIC and kind == _KIND_PICKLE and not flags and not reserved:
+            end = _ALIGN + length
+            if nseg == 1 and total == end + (-length % _ALIGN):
+                head = _PREFIX_CRCS.get(length)
+                if head is None:
+                    head = _prefix_crc(view, 20, length)
+                stream = view[_ALIGN:end]
+                if zlib.crc32(stream, head) == crc:
+                    return _unpickle(stream, ())
+            elif nseg == 2:
+                _, _, _, _, _, _, size, crc = _TWO.unpack_from(view)
+                start = end + (-length % _ALIGN)
+                stream = view[_ALIGN:end]
+                if total == start + size + (-size % _ALIGN) and crc == zlib.crc32(
+                    stream, _prefix_crc(view, 28, (length, size))
+                ):
+                    return _unpickle(stream, (view[start : start + size],))
+    return _read_checked(view, total, secret)
+
+
+def _read_checked(view: memoryview, total: int, secret: bytes | None) -> Any:
+    """:func:`deserialize` of any payload: every check, each failure named."""
     if total < _HEADER.size:
         raise _corrupt(f'only {total} bytes, shorter than a header')
     magic, kind, flags, _, nseg = _HEADER.unpack_from(view)
@@ -438,6 +451,20 @@ def deserialize(data: Buffer | Any, *, secret: bytes | None = None) -> Any:
     return _rebuild(kind, [view[s : s + n] for s, n in zip(starts, lengths)])
 
 
+#: The pure-Python :func:`deserialize`: the reference, and the compiled one's general path.
+_deserialize_python = deserialize
+
+# The accelerator's interface version this module expects (CFRAME_API in _cframe.c).
+_C_API = 1
+_c: Any = load_compiled('proxystore._cframe', _C_API, __name__)
+if _c is not None:
+    _c._setup(_loads, zlib.crc32, _unpickle_error, _deserialize_python)
+    # The same function, with the common payload read in C (see _cframe.c).
+    deserialize = _c.deserialize
+#: Which implementation reads the common payload: 'c' or 'python'.
+_IMPLEMENTATION = 'python' if _c is None else 'c'
+
+
 def _rebuild(kind: int, segments: list[memoryview]) -> Any:
     """The object of a checked payload's ``segments``."""
     if kind == _KIND_BYTES:
@@ -449,13 +476,7 @@ def _rebuild(kind: int, segments: list[memoryview]) -> Any:
             raise _corrupt('invalid UTF-8 in a str payload') from e
     if kind == _KIND_MEMORYVIEW:
         return segments[0]
-    try:
-        return pickle.loads(segments[0], buffers=segments[1:])
-    except Exception as e:
-        raise SerializationError(
-            f'Cannot unpickle the object: {type(e).__name__}: {e}. If a module '
-            'or class is missing, make it importable in this process.',
-        ) from e
+    return _unpickle(segments[0], segments[1:])
 
 
 def is_payload(head: Buffer) -> bool:

@@ -1,4 +1,9 @@
-"""Serialization: fast paths, zero-copy buffers, framing and corruption."""
+"""Serialization: fast paths, zero-copy buffers, framing and corruption.
+
+Every test runs against both readers: the pure-Python ``deserialize`` (the
+reference) and the compiled one of ``proxystore._cframe``, as the proxy tests
+run against both proxies.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,27 @@ from typing import Any
 import numpy as np
 import pytest
 
+import proxystore.serialize as serialize_module
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import SignatureError
 from proxystore.serialize import deserialize
 from proxystore.serialize import payload_size
 from proxystore.serialize import serialize
 from proxystore.serialize import serialize_parts
+
+
+@pytest.fixture(autouse=True, params=['c', 'python'])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with ``deserialize`` bound to one implementation (here and in the module)."""
+    if request.param == 'c':
+        if serialize_module._IMPLEMENTATION != 'c':
+            pytest.skip('the C accelerator is not built here (or PROXYSTORE_PURE_PYTHON is set)')
+        chosen = serialize_module._c.deserialize
+    else:
+        chosen = serialize_module._deserialize_python
+    monkeypatch.setitem(globals(), 'deserialize', chosen)
+    monkeypatch.setattr(serialize_module, 'deserialize', chosen)
+    return str(request.param)
 
 
 class UserClass:
@@ -222,3 +242,120 @@ def test_signed_payloads() -> None:
     tampered[-40] ^= 1
     with pytest.raises(SerializationError):
         deserialize(tampered, secret=b'k1')
+
+
+# -- the common payload (the compiled reader's share) and its edges ----------------
+
+
+def _common(obj: Any) -> bytearray:
+    return bytearray(serialize(obj))
+
+
+@pytest.mark.parametrize(
+    ('offset', 'what'),
+    [(5, 'flags'), (6, 'reserved'), (8, 'segment count'), (12, 'length'), (20, 'crc')],
+)
+def test_damaged_header_of_common_payload_is_named(offset: int, what: str) -> None:
+    payload = _common({'a': 1})
+    payload[offset] ^= 0x01
+    with pytest.raises(SerializationError, match='Cannot deserialize'):
+        deserialize(payload)
+
+
+def test_two_segment_payload_checks_and_views() -> None:
+    array = np.arange(1024, dtype=np.float64)  # 8 KiB: out of band
+    payload = bytearray(serialize(array))
+    out = deserialize(payload)
+    assert np.array_equal(out, array) and out.flags.writeable
+    assert np.shares_memory(out, np.frombuffer(payload, dtype=np.uint8))
+    del payload  # the array keeps the payload's memory alive
+    assert float(out.sum()) == float(array.sum())
+    damaged = bytearray(serialize(array))
+    damaged[66] ^= 0xFF  # inside the pickle stream
+    with pytest.raises(SerializationError, match='checksum'):
+        deserialize(damaged)
+    damaged = bytearray(serialize(array))
+    damaged[20] ^= 0x01  # the buffer's length
+    with pytest.raises(SerializationError, match='Cannot deserialize'):
+        deserialize(damaged)
+
+
+def test_unpickling_error_is_wrapped_with_its_cause() -> None:
+    payload = serialize(UserClass(1))
+    saved = UserClass
+    try:
+        del globals()['UserClass']
+        with pytest.raises(SerializationError, match='Cannot unpickle the object') as info:
+            deserialize(payload)
+        assert isinstance(info.value.__cause__, AttributeError)
+    finally:
+        globals()['UserClass'] = saved
+
+
+@pytest.mark.parametrize(
+    'shape', ['bytes', 'bytearray', 'memoryview', 'doubles', 'strided', 'readonly']
+)
+def test_any_contiguous_or_strided_buffer_is_read(shape: str) -> None:
+    payload = serialize([1.5, 'x', None])
+    data: Any
+    if shape == 'bytes':
+        data = payload
+    elif shape == 'bytearray':
+        data = bytearray(payload)
+    elif shape == 'memoryview':
+        data = memoryview(bytearray(b'--' + payload))[2:]
+    elif shape == 'doubles':  # a view of 8-byte items: read as its bytes
+        data = memoryview(bytearray(payload)).cast('d')
+    elif shape == 'strided':
+        doubled = bytearray(2 * len(payload))
+        doubled[::2] = payload
+        data = memoryview(doubled)[::2]
+    else:
+        data = memoryview(payload)
+    assert deserialize(data) == [1.5, 'x', None]
+
+
+def test_arguments_match_the_reference() -> None:
+    payload = serialize({'k': 1})
+    assert deserialize(data=payload) == {'k': 1}
+    assert deserialize(payload, secret=None) == {'k': 1}
+    with pytest.raises(TypeError):
+        deserialize(payload, b'positional secret')  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        deserialize(payload, key=b'k')  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        deserialize()  # type: ignore[call-arg]
+
+
+def test_both_readers_agree_on_many_payloads() -> None:
+    rng = np.random.default_rng(7)
+    objects: list[Any] = [b'x', 'y', memoryview(b'z'), {'n': 1}, list(range(300))]
+    objects += [rng.random(n) for n in (0, 1, 100, 511, 512, 4096, 100_000)]
+    for obj in objects:
+        payload = bytearray(serialize(obj))
+        one = serialize_module._deserialize_python(payload)
+        two = deserialize(payload)
+        if isinstance(obj, np.ndarray):
+            assert np.array_equal(one, two) and one.dtype == two.dtype
+        else:
+            assert bytes(one) == bytes(two) if isinstance(obj, memoryview) else one == two
+
+
+def test_pure_python_forced_in_a_fresh_interpreter() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        'import json, sys, numpy as np\n'
+        'import proxystore.serialize as s\n'
+        'x = np.arange(2000.0)\n'
+        'ok = float(s.deserialize(s.serialize(x)).sum()) == float(x.sum())\n'
+        "print(json.dumps([s._IMPLEMENTATION, 'proxystore._cframe' in sys.modules, ok]))\n"
+    )
+    env = dict(os.environ, PROXYSTORE_PURE_PYTHON='1')
+    out = subprocess.run(
+        [sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == ['python', False, True]

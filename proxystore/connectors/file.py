@@ -78,6 +78,13 @@ _O_TMPFILE = getattr(os, 'O_TMPFILE', 0)
 #: unnamed file saves a rename (a few microseconds), which only small objects notice,
 #: and a named one can be watched (and its debris removed) while a large write runs.
 _UNNAMED_MAX = 1 << 20
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+# Bound once: a small object's read is a handful of system calls, and each
+# module attribute lookup is a measurable share of it.
+_os_open = os.open
+_fstat = os.fstat
+_readv = os.readv
+_close = os.close
 
 
 def _store_tag(name: str) -> bytes:
@@ -401,23 +408,34 @@ class FileConnector:
     def _open(self, key: str) -> int | None:
         """A read-only descriptor of ``key``'s file, ``None`` if there is none."""
         try:
-            return os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+            return os.open(self._path(key), _READ_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as e:
             raise self._io_error(e, 'read', key) from e
 
     def get(self, key: str) -> Entry | None:
-        """The bytes under ``key`` and a token that changes whenever ``key`` is rewritten."""
-        fd = self._open(key)
-        if fd is None:
-            return None
+        """The bytes under ``key`` and a token that changes whenever ``key`` is rewritten.
+
+        The token is the write id in the file's header (random per write, so
+        a rewrite is told apart even if the inode number is reused and the
+        clock did not tick). This is the read of every small object, so the
+        common path is inline: open, size, one read, close.
+        """
+        if len(key) * 4 > _MAX_NAME_BYTES:
+            self._path(key)  # raises for a name too long
         try:
-            st = os.fstat(fd)
+            fd = _os_open(self._dir_prefix + key, _READ_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._io_error(e, 'read', key) from e
+        try:
+            st = _fstat(fd)
             size = st.st_size
             if size < MAP_THRESHOLD:  # most objects: one read into a buffer of the file's size
                 data: bytearray | memoryview = bytearray(size)
-                if os.readv(fd, [data]) != size:
+                if _readv(fd, [data]) != size:
                     os.lseek(fd, 0, os.SEEK_SET)
                     data = _read_into(fd, size)
             else:
@@ -425,12 +443,11 @@ class FileConnector:
         except OSError as e:
             raise self._io_error(e, 'read', key) from e
         finally:
-            os.close(fd)
+            _close(fd)
         if size >= _FILE_HEADER_SIZE and bytes(data[:5]) == _FILE_PREFIX:  # _parse_header
-            token = (st.st_dev, st.st_ino, st.st_mtime_ns, size, bytes(data[24:40]))
-            return memoryview(data)[_FILE_HEADER_SIZE:], token
-        # Written before files had headers: the payload is the file.
-        return data, (st.st_dev, st.st_ino, st.st_mtime_ns, size, None)
+            return memoryview(data)[_FILE_HEADER_SIZE:], bytes(data[24:40])
+        # Written before files had headers: the payload is the file, the token its stat.
+        return data, (st.st_dev, st.st_ino, st.st_mtime_ns, size)
 
     def version(self, key: str) -> Hashable | None:
         """Token of ``key``'s current value (reads the header only), None if missing."""
@@ -444,8 +461,9 @@ class FileConnector:
             raise self._io_error(e, 'read', key) from e
         finally:
             os.close(fd)
-        write_id = None if header is None else header[1]
-        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, write_id)
+        if header is not None:
+            return header[1]
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def exists(self, key: str) -> bool:
         """Return whether the key's file exists."""

@@ -97,6 +97,9 @@ class ObjectStore:
         self._cache = LRUCache(parsed.cache_size, parsed.cache_bytes)
         self._metrics = Metrics()
         self._key_stats: KeyStats | None = KeyStats() if parsed.stats else None
+        #: Whether a deserializing ``get`` is one connector read and a decode:
+        #: nothing cached, no per-key stats, bytes (not held objects) stored.
+        self._plain_reads = parsed.cache_size <= 0 and not parsed.stats and not self.stores_objects
         _live_stores.add(self)
 
     # -- identity and configuration -------------------------------------
@@ -289,19 +292,30 @@ class ObjectStore:
 
         """
         check_key(key)
-        if self._cache.maxsize <= 0:  # no cache: nothing to look up or to keep
-            if not deserialize or self._key_stats is not None or self.stores_objects:
-                return self._get_uncached(key, default, deserialize, count_miss=not strict)
-            # The common read, with the decode inline: a small object's get is a few µs.
-            data, _, nbytes, seconds = self._read(key)
-            self._metrics.record_read(nbytes, seconds, miss=not strict)
-            if data is None:
+        if self._plain_reads and deserialize:
+            # The common read of a store without a cache or per-key stats, inline:
+            # a small object's get is a few microseconds, and each call counts.
+            start = _perf_counter()
+            try:
+                entry = self._connector.get(key)
+            except SerializationError as e:  # foreign or corrupt data: name the store
+                _name_in(e, f'store {self._name!r}')
+                raise
+            seconds = _perf_counter() - start
+            if entry is None:
+                self._metrics.record_read(0, seconds, miss=not strict)
                 return default
+            data = entry[0]
+            self._metrics.record_read(
+                data.nbytes if type(data) is memoryview else len(data), seconds, miss=not strict
+            )
             try:
                 return _deserialize(data, secret=self._secret)
             except SerializationError as e:  # name the key and where it lives
                 _name_in(e, f'key {key!r} in {self._where(key)}')
                 raise
+        if self._cache.maxsize <= 0:  # no cache: nothing to look up or to keep
+            return self._get_uncached(key, default, deserialize, count_miss=not strict)
         if deserialize and not strict:
             cached = self._cache.get(key, _MISSING)
             if cached is not _MISSING:

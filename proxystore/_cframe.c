@@ -2,12 +2,15 @@
  * proxystore._cframe: the optional compiled accelerator of proxystore.serialize.
  *
  * proxystore/serialize.py is the reference implementation and stays complete
- * on its own. This module does one thing: the checks and the unpickling of
- * the common payload (unsigned, a pickle stream and at most one out-of-band
- * buffer), which is every small object's read. In Python those checks are a
- * few dozen bytecodes, a measurable share of a 1 KB get; here they are a few
- * loads and compares around the same two library calls (zlib.crc32 for the
- * stream, pickle.loads).
+ * on its own. This module does the framing and the checked unpickling of the
+ * common payload (unsigned, a pickle stream and at most one out-of-band
+ * buffer), which is every small object's write and read. In Python each is a
+ * few dozen bytecodes, a measurable share of a 1 KB set or get; here they are
+ * a few loads, stores and compares around the same library calls
+ * (zlib.crc32 for the stream, pickle.loads).
+ *
+ * frame_pickle(stream, buffer) is serialize._frame_pickle: the same parts,
+ * byte for byte (a 64-byte header, the stream, padding, the buffer as given).
  *
  * deserialize(data, *, secret=None) is serialize.deserialize: an unsigned
  * payload of the common shape is read here, anything else (signed, bytes or
@@ -44,6 +47,7 @@ static PyObject *wrap_error = NULL; /* exception -> SerializationError */
 static PyObject *general = NULL;    /* the pure-Python deserialize */
 static PyObject *buffers_kwnames = NULL; /* ('buffers',) */
 static PyObject *secret_kwnames = NULL;  /* ('secret',) */
+static PyObject *pads[ALIGN];            /* pads[n]: n zero bytes, shared */
 
 /* CRC-32 (zlib's polynomial) of the 20- or 28-byte header prefix, bytewise:
  * the stream itself goes through zlib.crc32, which is faster on long data. */
@@ -254,7 +258,7 @@ cframe_deserialize(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
         return NULL;
     }
     if (secret == Py_None) {
-        PyObject *result;
+        PyObject *result = NULL;
         int found = load_common(data, &result);
         if (found != 0) {
             return found > 0 ? result : NULL;
@@ -262,6 +266,114 @@ cframe_deserialize(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
     }
     PyObject *call[2] = {data, secret};
     return PyObject_Vectorcall(general, call, 1, secret_kwnames);
+}
+
+/* CRC-32 of ``stream`` continuing from ``head``, through zlib.crc32; -1 on error. */
+static int64_t
+stream_crc(PyObject *stream, uint32_t head)
+{
+    PyObject *args[2] = {stream, PyLong_FromUnsignedLong(head)};
+    if (args[1] == NULL) {
+        return -1;
+    }
+    PyObject *crc = PyObject_Vectorcall(crc32, args, 2, NULL);
+    Py_DECREF(args[1]);
+    if (crc == NULL) {
+        return -1;
+    }
+    unsigned long value = PyLong_AsUnsignedLong(crc);
+    Py_DECREF(crc);
+    if (value == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return (int64_t)(value & 0xFFFFFFFFu);
+}
+
+static inline void
+put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static inline void
+put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Append ``part`` (a new reference, stolen) and its padding to ``list``. */
+static int
+append_padded(PyObject *list, PyObject *part, uint64_t n)
+{
+    if (n == 0) {
+        Py_DECREF(part);
+        return 0;
+    }
+    int rc = PyList_Append(list, part);
+    Py_DECREF(part);
+    if (rc == 0 && n % ALIGN) {
+        rc = PyList_Append(list, pads[ALIGN - n % ALIGN]);
+    }
+    return rc;
+}
+
+/* frame_pickle(stream, buffer): serialize._frame_pickle, the framing of an
+ * unsigned pickle payload of the stream and at most one out-of-band buffer. */
+static PyObject *
+cframe_frame_pickle(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "frame_pickle(stream, buffer) takes 2 arguments");
+        return NULL;
+    }
+    if (crc32 == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "proxystore._cframe: _setup() was not called");
+        return NULL;
+    }
+    PyObject *stream = args[0], *buffer = args[1];
+    if (!PyBytes_Check(stream)) {
+        PyErr_SetString(PyExc_TypeError, "frame_pickle: the stream must be bytes");
+        return NULL;
+    }
+    uint64_t length = (uint64_t)PyBytes_GET_SIZE(stream), size = 0;
+    int two = buffer != Py_None;
+    if (two) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        size = (uint64_t)view.len;
+        PyBuffer_Release(&view);
+    }
+    unsigned char header[ALIGN] = {0};
+    memcpy(header, "PXS\x01", 4);
+    header[4] = KIND_PICKLE;
+    put32(header + 8, two ? 2 : 1);
+    put64(header + 12, length);
+    size_t prefix = 20;
+    if (two) {
+        put64(header + 20, size);
+        prefix = 28;
+    }
+    int64_t crc = stream_crc(stream, crc_bytes(header, prefix));
+    if (crc < 0) {
+        return NULL;
+    }
+    put32(header + prefix, (uint32_t)crc);
+    PyObject *list = PyList_New(0);
+    PyObject *head = PyBytes_FromStringAndSize((const char *)header, ALIGN);
+    if (list == NULL || head == NULL || PyList_Append(list, head) < 0 ||
+        append_padded(list, Py_NewRef(stream), length) < 0 ||
+        (two && append_padded(list, Py_NewRef(buffer), size) < 0)) {
+        Py_XDECREF(head);
+        Py_XDECREF(list);
+        return NULL;
+    }
+    Py_DECREF(head);
+    return list;
 }
 
 static PyObject *
@@ -284,6 +396,8 @@ static PyMethodDef cframe_methods[] = {
      METH_FASTCALL | METH_KEYWORDS,
      PyDoc_STR("deserialize($module, /, data, *, secret=None)\n--\n\n"
                "proxystore.serialize.deserialize, compiled for the common payload.")},
+    {"frame_pickle", (PyCFunction)(void (*)(void))cframe_frame_pickle, METH_FASTCALL,
+     PyDoc_STR("frame_pickle(stream, buffer): serialize._frame_pickle, compiled.")},
     {"_setup", cframe_setup, METH_VARARGS,
      PyDoc_STR("_setup(loads, crc32, wrap_error, deserialize): connect to proxystore.serialize.")},
     {NULL, NULL, 0, NULL},
@@ -306,6 +420,15 @@ PyInit__cframe(void)
         secret_kwnames = Py_BuildValue("(s)", "secret");
         if (buffers_kwnames == NULL || secret_kwnames == NULL) {
             return NULL;
+        }
+    }
+    for (int n = 0; n < ALIGN; n++) {
+        if (pads[n] == NULL) {
+            static const char zeros[ALIGN] = {0};
+            pads[n] = PyBytes_FromStringAndSize(zeros, n);
+            if (pads[n] == NULL) {
+                return NULL;
+            }
         }
     }
     PyObject *module = PyModule_Create(&cframe_module);

@@ -69,6 +69,7 @@ Buffer = Union[bytes, bytearray, memoryview]
 
 _MAGIC = b'PXS\x01'
 _loads = pickle.loads
+_dumps = pickle.dumps
 _HEADER = struct.Struct('<4sBBHI')
 _CRC = struct.Struct('<I')
 _ALIGN = 64
@@ -112,6 +113,22 @@ def _lengths_struct(n: int) -> struct.Struct:
     return cached if cached is not None else struct.Struct(f'<{n}Q')
 
 
+#: cloudpickle's set of modules registered to be pickled by value (mutated in
+#: place by ``register_pickle_by_value``); None if this cloudpickle has none.
+_BY_VALUE_MODULES = getattr(cloudpickle.cloudpickle, '_PICKLE_BY_VALUE_MODULES', None)
+#: ``numpy.ndarray`` once numpy is imported (this module never imports it).
+_ndarray: Any = None
+
+
+def _array_type() -> Any:
+    """``numpy.ndarray`` if numpy is imported, else None (remembered once found)."""
+    global _ndarray
+    numpy = sys.modules.get('numpy')
+    if numpy is not None:
+        _ndarray = numpy.ndarray
+    return _ndarray
+
+
 def _plainly_picklable(obj: Any) -> bool:
     """Whether ``pickle`` and ``cloudpickle`` give the same stream for ``obj`` (cheap check).
 
@@ -121,10 +138,9 @@ def _plainly_picklable(obj: Any) -> bool:
     goes through cloudpickle, as does everything once a module is registered
     to be pickled by value.
     """
-    if getattr(cloudpickle.cloudpickle, '_PICKLE_BY_VALUE_MODULES', True):
+    if _BY_VALUE_MODULES is None or _BY_VALUE_MODULES:
         return False
-    numpy = sys.modules.get('numpy')
-    ndarray = numpy.ndarray if numpy is not None else None
+    ndarray = _ndarray if _ndarray is not None else _array_type()
     if type(obj) is ndarray:  # the most common large object: no walk
         return not obj.dtype.hasobject
     budget = _PLAIN_BUDGET
@@ -203,29 +219,21 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
             buffers.append(buf)
             return False
 
+        dumps = _dumps if _plainly_picklable(obj) else cloudpickle.dumps
         try:
-            if _plainly_picklable(obj):
-                stream = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
-            else:
-                stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+            stream = dumps(obj, protocol=5, buffer_callback=out_of_band)
         except Exception as e:
             raise SerializationError(
                 f'Cannot serialize an object of type {type(obj).__qualname__}: {e}. '
                 'Objects holding locks, sockets, open files or other OS resources '
                 'cannot be pickled; pass the data they hold instead.',
             ) from e
-        segments = [stream]
-        for buf in buffers:
-            try:
-                segments.append(buf.raw())
-            except BufferError:  # pragma: no cover - exporters give contiguous data
-                segments.append(memoryview(buf).tobytes())
+        if secret is None and len(buffers) < 2:  # the common payloads, framed directly
+            return _frame_pickle(stream, _raw_buffer(buffers[0]) if buffers else None)
+        segments = [stream, *map(_raw_buffer, buffers)]
 
-    if secret is None and type(segments[0]) is bytes:
-        if len(segments) == 1:
-            return _frame_one(kind, segments[0])
-        if len(segments) == 2:
-            return _frame_two(segments[0], segments[1])
+    if secret is None and type(segments[0]) is bytes and len(segments) == 1:
+        return _frame_one(kind, segments[0])
     flags = _FLAG_SIGNED if secret is not None else 0
     lengths = [len(s) if isinstance(s, bytes) else memoryview(s).nbytes for s in segments]
     prefix = _HEADER.pack(_MAGIC, kind, flags, 0, len(segments)) + _lengths_struct(
@@ -252,20 +260,43 @@ def serialize_parts(obj: Any, *, secret: bytes | None = None) -> list[Buffer]:
     return parts
 
 
+#: CRC-32 of the 20- or 28-byte header prefix of an unsigned pickle payload of one
+#: or two segments, by segment lengths: those bytes are fixed by the lengths once
+#: the other fields are checked, so the common write and read checksum only the
+#: stream.
+_PREFIX_CRCS: dict[Any, int] = {}
+_PREFIX_CRCS_MAX = 4096
+
+
+def _prefix_crc(view: Buffer, end: int, lengths: Any) -> int:
+    """CRC-32 of ``view[:end]``, remembered under ``lengths``."""
+    crc = _PREFIX_CRCS.get(lengths)
+    if crc is None:
+        if len(_PREFIX_CRCS) >= _PREFIX_CRCS_MAX:
+            _PREFIX_CRCS.clear()
+        crc = _PREFIX_CRCS[lengths] = zlib.crc32(view[:end])
+    return crc
+
+
 _ONE_PREFIX = struct.Struct('<4sBBHIQ')
+_ONE_HEADER_PAD = bytes(_ALIGN - _ONE_PREFIX.size - _CRC.size)
 
 
 def _frame_one(kind: int, segment: bytes) -> list[Buffer]:
     """:func:`serialize_parts`'s framing of an unsigned one-segment payload (most objects)."""
     length = len(segment)
     prefix = _ONE_PREFIX.pack(_MAGIC, kind, 0, 0, 1, length)
-    crc = zlib.crc32(prefix)
     if kind == _KIND_PICKLE:
-        crc = zlib.crc32(segment, crc)
-    header = prefix + _CRC.pack(crc) + _PAD[: _ALIGN - _ONE_PREFIX.size - _CRC.size]
-    pad = -length % _ALIGN
+        head = _PREFIX_CRCS.get(length)
+        if head is None:
+            head = _prefix_crc(prefix, 20, length)
+        crc = zlib.crc32(segment, head)
+    else:
+        crc = zlib.crc32(prefix)
+    header = prefix + _CRC.pack(crc) + _ONE_HEADER_PAD
     if not length:
         return [header]
+    pad = -length % _ALIGN
     return [header, segment, _PAD[:pad]] if pad else [header, segment]
 
 
@@ -285,6 +316,19 @@ def _frame_two(stream: bytes, buffer: Buffer) -> list[Buffer]:
             if n % _ALIGN:
                 parts.append(_PAD[: -n % _ALIGN])
     return parts
+
+
+def _raw_buffer(buf: pickle.PickleBuffer) -> Buffer:
+    """An out-of-band buffer's bytes: a view of the object's memory where it is contiguous."""
+    try:
+        return buf.raw()
+    except BufferError:  # pragma: no cover - exporters give contiguous data
+        return memoryview(buf).tobytes()
+
+
+def _frame_pickle(stream: bytes, buffer: Buffer | None) -> list[Buffer]:
+    """The framing of an unsigned pickle stream and at most one out-of-band buffer."""
+    return _frame_one(_KIND_PICKLE, stream) if buffer is None else _frame_two(stream, buffer)
 
 
 def payload_size(parts: Sequence[Buffer]) -> int:
@@ -322,23 +366,6 @@ def _check_signature(view: memoryview, offset: int, secret: bytes, *, signed: bo
             'Refusing to deserialize: the payload signature does not match. '
             'The data was modified, or written with a different secret.',
         )
-
-
-#: CRC-32 of the 20- or 28-byte header prefix of an unsigned pickle payload of one
-#: or two segments, by segment lengths: those bytes are fixed by the lengths once
-#: the other fields are checked, so the common read checksums only its stream.
-_PREFIX_CRCS: dict[Any, int] = {}
-_PREFIX_CRCS_MAX = 4096
-
-
-def _prefix_crc(view: memoryview, end: int, lengths: Any) -> int:
-    """CRC-32 of ``view[:end]``, remembered under ``lengths``."""
-    crc = _PREFIX_CRCS.get(lengths)
-    if crc is None:
-        if len(_PREFIX_CRCS) >= _PREFIX_CRCS_MAX:
-            _PREFIX_CRCS.clear()
-        crc = _PREFIX_CRCS[lengths] = zlib.crc32(view[:end])
-    return crc
 
 
 def _unpickle_error(e: BaseException) -> SerializationError:
@@ -453,14 +480,17 @@ def _read_checked(view: memoryview, total: int, secret: bytes | None) -> Any:
 
 #: The pure-Python :func:`deserialize`: the reference, and the compiled one's general path.
 _deserialize_python = deserialize
+#: The pure-Python framing of the common payload (the reference of the compiled one).
+_frame_pickle_python = _frame_pickle
 
 # The accelerator's interface version this module expects (CFRAME_API in _cframe.c).
 _C_API = 1
 _c: Any = load_compiled('proxystore._cframe', _C_API, __name__)
 if _c is not None:
     _c._setup(_loads, zlib.crc32, _unpickle_error, _deserialize_python)
-    # The same function, with the common payload read in C (see _cframe.c).
+    # The same functions, with the common payload read and framed in C (see _cframe.c).
     deserialize = _c.deserialize
+    _frame_pickle = _c.frame_pickle
 #: Which implementation reads the common payload: 'c' or 'python'.
 _IMPLEMENTATION = 'python' if _c is None else 'c'
 

@@ -24,8 +24,11 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv/.proxystore-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-    || [ proxystore/_cproxy.c -nt "$stamp" ]; then
+stale=""
+for source in pyproject.toml setup.py proxystore/*.c; do  # the C accelerators rebuild too
+    [ -f "$stamp" ] && [ ! "$source" -nt "$stamp" ] || stale=1
+done
+if [ -n "$stale" ]; then
     echo "setup: installing proxystore[all,dev,docs] into .venv" >&2
     .venv/bin/python -m pip install -q -e '.[all,dev,docs]'
     touch "$stamp"

@@ -107,3 +107,39 @@ def test_children_read_and_write_every_shared_store(shared_store: Store, method:
         assert result['sum'] == float(np.arange(1000.0).sum())
         assert result['name'] == shared_store.name
         assert shared_store.get(result['key'])['from'] != os.getpid()
+
+
+def _keys(_: int) -> list[str]:
+    from proxystore.utils import create_key
+
+    return [create_key() for _ in range(100)]
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_children_never_create_their_parents_keys(method: str) -> None:
+    """Keys are drawn 64 at a time: a forked child must not hand out the parent's leftovers."""
+    from proxystore.utils import create_key
+
+    create_key()  # the parent now holds drawn keys it has not handed out
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(2) as pool:
+        children = [key for keys in pool.map(_keys, range(4)) for key in keys]
+    parent = [create_key() for _ in range(100)]
+    assert len(set(children) | set(parent)) == len(children) + len(parent)
+
+
+def test_threads_never_get_the_same_key() -> None:
+    from proxystore.utils import create_key
+
+    found: list[list[str]] = [[] for _ in range(8)]
+
+    def draw(out: list[str]) -> None:
+        out.extend(create_key() for _ in range(2000))
+
+    threads = [threading.Thread(target=draw, args=(out,)) for out in found]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [key for keys in found for key in keys]
+    assert len(set(everything)) == len(everything) == 16000

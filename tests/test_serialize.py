@@ -1,8 +1,8 @@
 """Serialization: fast paths, zero-copy buffers, framing and corruption.
 
-Every test runs against both readers: the pure-Python ``deserialize`` (the
-reference) and the compiled one of ``proxystore._cframe``, as the proxy tests
-run against both proxies.
+Every test runs against both implementations of the common payload's read and
+framing: the pure-Python ones (the reference) and the compiled ones of
+``proxystore._cframe``, as the proxy tests run against both proxies.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         chosen = serialize_module._deserialize_python
     monkeypatch.setitem(globals(), 'deserialize', chosen)
     monkeypatch.setattr(serialize_module, 'deserialize', chosen)
+    framing = (
+        serialize_module._c.frame_pickle
+        if request.param == 'c'
+        else serialize_module._frame_pickle_python
+    )
+    monkeypatch.setattr(serialize_module, '_frame_pickle', framing)
     return str(request.param)
 
 
@@ -341,21 +347,77 @@ def test_both_readers_agree_on_many_payloads() -> None:
             assert bytes(one) == bytes(two) if isinstance(obj, memoryview) else one == two
 
 
-def test_pure_python_forced_in_a_fresh_interpreter() -> None:
+_REPORT = (
+    'import json, sys, numpy as np\n'
+    '{prelude}\n'
+    'import proxystore.serialize as s\n'
+    'x = np.arange(2000.0)\n'
+    'ok = float(s.deserialize(s.serialize(x)).sum()) == float(x.sum())\n'
+    'ok = ok and s.deserialize(s.serialize([1, "a"])) == [1, "a"]\n'
+    'print(json.dumps({{"implementation": s._IMPLEMENTATION, "works": ok,\n'
+    '    "compiled": type(s.deserialize).__name__ == "builtin_function_or_method"}}))\n'
+)
+
+
+def _fresh(prelude: str = '', **env: str) -> dict[str, Any]:
+    """How a fresh interpreter's proxystore.serialize reads (the choice is made at import)."""
     import json
     import os
     import subprocess
     import sys
 
-    code = (
-        'import json, sys, numpy as np\n'
-        'import proxystore.serialize as s\n'
-        'x = np.arange(2000.0)\n'
-        'ok = float(s.deserialize(s.serialize(x)).sum()) == float(x.sum())\n'
-        "print(json.dumps([s._IMPLEMENTATION, 'proxystore._cframe' in sys.modules, ok]))\n"
-    )
-    env = dict(os.environ, PROXYSTORE_PURE_PYTHON='1')
+    environ = {k: v for k, v in os.environ.items() if k != 'PROXYSTORE_PURE_PYTHON'}
+    environ.update(env)
     out = subprocess.run(
-        [sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, '-c', _REPORT.format(prelude=prelude)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
-    assert json.loads(out.stdout) == ['python', False, True]
+    return json.loads(out.stdout)
+
+
+def test_pure_python_forced_in_a_fresh_interpreter() -> None:
+    report = _fresh('', PROXYSTORE_PURE_PYTHON='1')
+    assert report == {'implementation': 'python', 'works': True, 'compiled': False}
+
+
+def test_compiled_reader_is_used_when_built() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec('proxystore._cframe') is None:
+        pytest.skip('the C accelerator is not built in this environment')
+    assert _fresh() == {'implementation': 'c', 'works': True, 'compiled': True}
+
+
+@pytest.mark.parametrize(
+    'prelude',
+    [
+        "sys.modules['proxystore._cframe'] = None",  # installed without a compiler
+        'import types; stale = types.ModuleType("proxystore._cframe"); stale.API = 0; '
+        "sys.modules['proxystore._cframe'] = stale",  # left by an older build
+    ],
+    ids=['missing', 'stale'],
+)
+def test_missing_or_stale_extension_falls_back(prelude: str) -> None:
+    assert _fresh(prelude) == {'implementation': 'python', 'works': True, 'compiled': False}
+
+
+def test_both_framings_write_the_same_bytes(implementation: str) -> None:
+    reference = serialize_module._frame_pickle_python
+    for n in (0, 1, 63, 64, 65, 1000, 4095, 4096, 100_000):
+        stream = pickle.dumps(list(range(n)), protocol=5)
+        buffers: list[Any] = [None, memoryview(bytearray(b'b' * n)), b'c' * n]
+        for buffer in buffers:
+            ours = serialize_module._frame_pickle(stream, buffer)
+            assert [bytes(p) for p in ours] == [bytes(p) for p in reference(stream, buffer)]
+            assert payload_size(ours) % 64 == 0
+
+
+def test_framed_parts_are_views_not_copies() -> None:
+    array = np.arange(2048, dtype=np.float64)  # out of band: the array's own memory
+    parts = serialize_parts(array)
+    views = [p for p in parts if isinstance(p, memoryview)]
+    assert len(views) == 1 and np.shares_memory(np.frombuffer(views[0], dtype=np.uint8), array)

@@ -69,6 +69,8 @@ _FILE_HEADER = struct.Struct('<4sB3x16s16s')
 _FILE_HEADER_SIZE = 64
 #: Magic and format version: the first bytes of every object file with a header.
 _FILE_PREFIX = _FILE_MAGIC + bytes([_FILE_VERSION])
+#: Magic, format version and write id of a header: what a read needs.
+_PREFIX_AND_ID = struct.Struct('<5s19x16s')
 #: The same header with its zero padding, as written.
 _FILE_HEADER_PADDED = struct.Struct(f'<4sB3x16s16s{_FILE_HEADER_SIZE - _FILE_HEADER.size}x')
 #: ``open(store_dir, O_TMPFILE)`` where the platform has it: an unnamed file
@@ -444,8 +446,10 @@ class FileConnector:
             raise self._io_error(e, 'read', key) from e
         finally:
             _close(fd)
-        if size >= _FILE_HEADER_SIZE and bytes(data[:5]) == _FILE_PREFIX:  # _parse_header
-            return memoryview(data)[_FILE_HEADER_SIZE:], bytes(data[24:40])
+        if size >= _FILE_HEADER_SIZE:
+            prefix, write_id = _PREFIX_AND_ID.unpack_from(data)
+            if prefix == _FILE_PREFIX:  # as _parse_header, without the store tag
+                return memoryview(data)[_FILE_HEADER_SIZE:], write_id
         # Written before files had headers: the payload is the file, the token its stat.
         return data, (st.st_dev, st.st_ino, st.st_mtime_ns, size)
 

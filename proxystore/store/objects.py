@@ -40,6 +40,7 @@ from proxystore.store.options import LOCAL_OPTIONS
 from proxystore.store.options import OPTION_NAMES
 from proxystore.store.options import StoreOptions
 from proxystore.store.stats import KeyStats
+from proxystore.utils import create_key as _create_key
 
 __all__ = ['ObjectStore']
 
@@ -148,13 +149,9 @@ class ObjectStore:
     def create_key(self, obj: Any) -> str:
         """Return a new unique key for ``obj``: a random UUID4 in hex, as ``uuid.uuid4().hex``.
 
-        Built from ``os.urandom`` directly: ``uuid.uuid4()`` makes an object and
-        an int on the way, a sizeable share of a small object's ``set``.
+        See :func:`proxystore.utils.create_key`; a subclass may derive keys from ``obj``.
         """
-        raw = bytearray(os.urandom(16))
-        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-        return raw.hex()
+        return _create_key()
 
     def serialize(self, obj: Any) -> list[Buffer]:
         """Serialize ``obj`` as this store would (signed if it signs).
@@ -219,7 +216,10 @@ class ObjectStore:
 
         """
         key = self.create_key(obj) if key is None else check_key(key)
-        parts = _check_payload(payload) if payload is not None else self._encode(obj, serialize)
+        if payload is not None:
+            parts = _check_payload(payload)
+        else:
+            parts = self.serialize(obj) if serialize else [self._raw(obj)]
         # Timed inline (not with Metrics.timer): this is every write's path.
         start = time.perf_counter()
         self._connector.put(key, parts)

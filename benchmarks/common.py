@@ -198,6 +198,17 @@ def library_state() -> str:
     return f'commit {commit} + uncommitted changes in {", ".join(files)}'
 
 
+def _accelerators() -> str:
+    """Which implementation the proxy and the serializer run here: 'c' or 'python' each."""
+    import proxystore.proxy
+    import proxystore.serialize
+
+    return (
+        f'proxy {proxystore.proxy._IMPLEMENTATION}, '
+        f'serialize {proxystore.serialize._IMPLEMENTATION} (PROXYSTORE_PURE_PYTHON=1 forces python)'
+    )
+
+
 def machine_report(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Describe the machine and the software versions of this run."""
     try:
@@ -214,6 +225,7 @@ def machine_report(extra: dict[str, str] | None = None) -> dict[str, str]:
         'redis-py': _version('redis'),
         'redis-server': redis_server_version(),
         'proxystore': f'{_version("proxystore")} ({library_state()})',
+        'accelerators': _accelerators(),
     }
     report.update(extra or {})
     return report

@@ -34,6 +34,13 @@ and the CRC catches a damaged header or pickle stream, so bad input raises
 not cover raw buffer segments (array data) because checksumming hundreds of
 megabytes would cost more than moving them; a damaged array segment cannot
 execute code, and a store configured with a secret signs every byte.
+
+This module is the reference implementation. When the optional accelerator
+``proxystore._cframe`` is built, :func:`deserialize` is its compiled twin,
+which reads the common payload (unsigned; a pickle stream and at most one
+buffer) in C and hands everything else to the Python code here, and the
+common payload is framed in C on write. ``PROXYSTORE_PURE_PYTHON=1`` (read at
+import) switches it off.
 """
 
 from __future__ import annotations

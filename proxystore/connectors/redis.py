@@ -30,25 +30,20 @@ transaction per slot; ``MOVED`` replies refresh the slot table and retry,
 transaction answered ``TRYAGAIN`` there is split per key), as redis-py does
 for its own commands. With ``replicas_ack=N`` each node's writes end with
 ``WAIT N``, on the same connection. The cluster-only code is
-``_ClusterRoutes`` and ``RedisConnector._on_nodes``.
+``ClusterRoutes`` and ``RedisConnector._on_nodes``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import inspect
 import logging
-import math
 import os
 import socket
-import ssl
 import struct
 import time
 from collections.abc import Callable
 from collections.abc import Hashable
 from collections.abc import Iterator
-from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import TypeVar
@@ -60,6 +55,12 @@ from redis.retry import Retry
 from proxystore.connectors.buffers import ALLOCATE_THRESHOLD
 from proxystore.connectors.buffers import allocate
 from proxystore.connectors.protocol import Entry
+from proxystore.connectors.redis_cluster import ClusterRoutes
+from proxystore.connectors.redis_cluster import redirection
+from proxystore.connectors.redis_options import check_arguments
+from proxystore.connectors.redis_options import check_cluster_arguments
+from proxystore.connectors.redis_options import check_redis_kwargs
+from proxystore.connectors.redis_options import with_resp2
 from proxystore.exceptions import ProxyStoreError
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import StoreAuthenticationError
@@ -282,62 +283,6 @@ def _read_transaction(connection: Any, queued: int, *, asking: bool = False) -> 
 def _wait_command(replicas: int, timeout: float) -> bytes:
     """``WAIT replicas milliseconds``: blocks until the connection's writes reached replicas."""
     return _command(b'WAIT', b'%d' % replicas, b'%d' % max(1, int(timeout * 1000)))
-
-
-def _redirection(error: Exception | str) -> tuple[str, str] | None:
-    """``('MOVED' or 'ASK', 'host:port')`` of a cluster redirection error, else None.
-
-    ``('TRYAGAIN', '')`` for a multi-key transaction on a slot being migrated.
-
-    redis-py strips the ``MOVED``/``ASK`` prefix into its error class; this
-    module's own reply reader keeps it: both forms are recognised.
-    """
-    if isinstance(error, redis.exceptions.MovedError):
-        return 'MOVED', f'{error.host}:{error.port}'
-    if isinstance(error, redis.exceptions.AskError):
-        return 'ASK', f'{error.host}:{error.port}'
-    if isinstance(error, redis.exceptions.TryAgainError) or str(error).startswith('TRYAGAIN'):
-        return 'TRYAGAIN', ''  # a multi-key request on a slot being migrated: split, retry
-    words = str(error).split()
-    if len(words) == 3 and words[0] in ('MOVED', 'ASK'):
-        return words[0], words[2]
-    return None
-
-
-class _ClusterRoutes:
-    """Which master serves a key, and that master's connection pool (cluster only).
-
-    A thin layer over redis-py's slot table (``RedisCluster.nodes_manager``),
-    so a ``MOVED`` that redis-py follows for its own commands also fixes ours.
-    """
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def node(self, key: str) -> str:
-        """``host:port`` of the master serving ``key``'s slot (per the cached table)."""
-        return str(self.client.get_node_from_key(key).name)
-
-    def slot(self, key: str) -> int:
-        return int(self.client.keyslot(key))
-
-    def pool(self, name: str) -> Any:
-        """The connection pool of node ``name`` (``host:port``), learning the node if new."""
-        node = self.client.get_node(node_name=name)
-        if node is None:
-            self.refresh()
-            node = self.client.get_node(node_name=name)
-        if node is None:  # an ASK target the cluster does not list
-            raise redis.exceptions.ConnectionError(f'Redis Cluster node {name} is unknown')
-        connection = node.redis_connection or self.client.get_redis_connection(node)
-        return connection.connection_pool
-
-    def refresh(self) -> None:
-        """Reload the slot table from any reachable node (after MOVED or a failure)."""
-        with contextlib.suppress(
-            redis.exceptions.RedisError, redis.exceptions.RedisClusterException
-        ):
-            self.client.nodes_manager.initialize()
 
 
 def _coalesce(buffers: Sequence[Buffer], small: int = 65536) -> list[Buffer]:
@@ -814,228 +759,6 @@ def _fast_path_supported(connection: Any) -> bool:
     return supported
 
 
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_optional_str(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _is_keepalive_options(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(
-        _is_int(k) and (_is_int(v) or isinstance(v, bytes)) for k, v in value.items()
-    )
-
-
-_STR = (_is_optional_str, 'a str or None')
-_BOOL = (_is_bool, 'True or False')
-#: ``redis_kwargs`` options accepted, with a check of the value and what it accepts.
-#: Only options that change how a connection is secured or kept alive: they
-#: travel inside proxies, so each must be a plain, picklable value.
-_ACCEPTED_KWARGS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    'ssl': _BOOL,
-    'ssl_keyfile': _STR,
-    'ssl_certfile': _STR,
-    'ssl_cert_reqs': (
-        lambda v: v in ('none', 'optional', 'required') or isinstance(v, ssl.VerifyMode),
-        "'none', 'optional', 'required' or an ssl.VerifyMode",
-    ),
-    'ssl_ca_certs': _STR,
-    'ssl_ca_path': _STR,
-    'ssl_ca_data': _STR,
-    'ssl_check_hostname': _BOOL,
-    'ssl_password': _STR,
-    'ssl_min_version': (
-        lambda v: v is None or isinstance(v, ssl.TLSVersion),
-        'an ssl.TLSVersion or None',
-    ),
-    'ssl_ciphers': _STR,
-    'ssl_validate_ocsp': _BOOL,
-    'ssl_validate_ocsp_stapled': _BOOL,
-    'ssl_ocsp_expected_cert': _STR,
-    'socket_keepalive': _BOOL,
-    'socket_keepalive_options': (_is_keepalive_options, 'a dict of int options to int or bytes'),
-    'socket_read_size': (lambda v: _is_int(v) and v > 0, 'an int > 0'),
-    'health_check_interval': (
-        lambda v: (_is_int(v) or (isinstance(v, float) and math.isfinite(v))) and v >= 0,
-        'a number of seconds >= 0',
-    ),
-    'max_connections': (lambda v: v is None or (_is_int(v) and v > 0), 'an int > 0 or None'),
-    'client_name': _STR,
-    'lib_name': _STR,
-    'lib_version': _STR,
-}
-#: Options whose other values would change the replies this module parses
-#: itself (bytes, RESP2) or how keys are encoded: only their defaults pass.
-_FIXED_KWARGS: dict[str, tuple[Any, ...]] = {
-    'decode_responses': (False,),
-    'protocol': (None, 2, '2'),
-    'encoding': ('utf-8', 'utf8', 'UTF-8'),
-    'encoding_errors': ('strict',),
-}
-#: ``redis.Redis`` options that RedisStore sets from its own arguments.
-_OWN_KWARGS = {
-    'host': 'hostname',
-    'port': 'port',
-    'db': 'db',
-    'username': 'username',
-    'password': 'password',
-    'socket_timeout': 'timeout',
-    'socket_connect_timeout': 'timeout',
-    'retry': 'retries',
-    'retry_on_error': 'retries',
-    'retry_on_timeout': 'retries',
-}
-
-
-def _redis_parameters() -> set[str]:
-    return set(inspect.signature(redis.Redis.__init__).parameters) - {'self'}
-
-
-def _with_resp2(redis_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``redis_kwargs`` with ``protocol=2`` where redis-py has the option (5.0+).
-
-    redis-py 8 defaults to RESP3; asking for RESP2 keeps the replies this
-    module reads itself in one protocol, and the server then sends no push
-    frames (RESP3 maintenance notices, tracking invalidations). The accepted
-    ``protocol`` values (None, 2) all mean RESP2 here.
-    """
-    kwargs = {k: v for k, v in redis_kwargs.items() if k != 'protocol'}
-    if 'protocol' in _redis_parameters():
-        kwargs['protocol'] = 2
-    return kwargs
-
-
-def _check_redis_kwargs(redis_kwargs: Any) -> dict[str, Any]:
-    """Return a copy of ``redis_kwargs`` if RedisStore can work with every option in it.
-
-    Raises:
-        StoreConfigError: naming the first option that is refused and why.
-
-    """
-    if redis_kwargs is None:
-        return {}
-    if not isinstance(redis_kwargs, Mapping) or not all(isinstance(k, str) for k in redis_kwargs):
-        raise StoreConfigError(
-            f'RedisStore redis_kwargs must be a dict of redis.Redis keyword arguments '
-            f'(str keys) or None, got {redis_kwargs!r}.',
-        )
-    accepted = ', '.join(sorted(_ACCEPTED_KWARGS))
-    parameters = _redis_parameters()
-    for option, value in redis_kwargs.items():
-        if option in _OWN_KWARGS:
-            raise StoreConfigError(
-                f'RedisStore redis_kwargs may not set {option!r}: pass '
-                f'{_OWN_KWARGS[option]}= to RedisStore instead.',
-            )
-        if option in _FIXED_KWARGS:
-            if value not in _FIXED_KWARGS[option] or isinstance(value, bool) != isinstance(
-                _FIXED_KWARGS[option][0], bool
-            ):
-                raise StoreConfigError(
-                    f'RedisStore redis_kwargs {option}={value!r} is not supported: RedisStore '
-                    'reads replies itself as raw bytes over the RESP2 protocol, with UTF-8 '
-                    f'keys. Remove {option!r} (its default, '
-                    f'{_FIXED_KWARGS[option][0]!r}, is the only value accepted).',
-                )
-            continue
-        if option not in _ACCEPTED_KWARGS:
-            if option in parameters:
-                reason = (
-                    'it changes how RedisStore connects or what the server replies, or holds '
-                    'a live object that cannot travel inside proxies'
-                )
-            else:
-                close = difflib.get_close_matches(
-                    option, [*_ACCEPTED_KWARGS, *_OWN_KWARGS, *_FIXED_KWARGS], n=1
-                )
-                reason = 'redis.Redis has no such option' + (
-                    f' (did you mean {close[0]!r}?)' if close else ''
-                )
-            raise StoreConfigError(
-                f'RedisStore redis_kwargs option {option!r} is not supported: {reason}. '
-                f'Accepted options: {accepted}.',
-            )
-        check, expected = _ACCEPTED_KWARGS[option]
-        if not check(value):
-            raise StoreConfigError(
-                f'RedisStore redis_kwargs {option} must be {expected}, got {value!r}.',
-            )
-        if option not in parameters:
-            raise StoreConfigError(
-                f'RedisStore redis_kwargs option {option!r} needs a newer redis-py than '
-                f'{redis.__version__}: upgrade it (pip install -U redis) or remove the option.',
-            )
-    return dict(redis_kwargs)
-
-
-def _check_arguments(
-    hostname: Any,
-    port: Any,
-    db: Any,
-    username: Any,
-    password: Any,
-    share_credentials: Any,
-    timeout: Any,
-    retries: Any,
-) -> None:
-    """Raise :class:`StoreConfigError` naming the first argument of a wrong type or range."""
-
-    def fail(argument: str, accepted: str, value: Any) -> StoreConfigError:
-        return StoreConfigError(
-            f'RedisStore {argument} must be {accepted}, got {value!r} ({type(value).__name__}).',
-        )
-
-    if (
-        not isinstance(hostname, str)
-        or not hostname
-        or any(c.isspace() or not c.isprintable() for c in hostname)
-    ):
-        raise fail('hostname', 'a non-empty host name or address (str, no spaces)', hostname)
-    if not _is_int(port) or not 0 < port < 65536:
-        raise fail('port', 'an int from 1 to 65535', port)
-    if not _is_int(db) or db < 0:
-        raise fail('db', 'an int >= 0 (a Redis database number)', db)
-    if not _is_optional_str(username):
-        raise fail('username', 'a str or None', username)
-    if not _is_optional_str(password):
-        raise fail('password', 'a str or None', password)
-    if not _is_bool(share_credentials):
-        raise fail('share_credentials', 'True or False', share_credentials)
-    if (
-        not (_is_int(timeout) or isinstance(timeout, float))
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise fail('timeout', 'a finite number of seconds > 0', timeout)
-    if not _is_int(retries) or retries < 0:
-        raise fail('retries', 'an int >= 0', retries)
-
-
-def _check_cluster_arguments(cluster: Any, replicas_ack: Any, db: Any) -> None:
-    """Raise :class:`StoreConfigError` for a bad ``cluster`` or ``replicas_ack``."""
-    if not _is_bool(cluster):
-        raise StoreConfigError(
-            f'RedisStore cluster must be True or False, got {cluster!r} '
-            f'({type(cluster).__name__}).',
-        )
-    if not _is_int(replicas_ack) or replicas_ack < 0:
-        raise StoreConfigError(
-            f'RedisStore replicas_ack must be an int >= 0 (replicas that must hold each write '
-            f'before set returns), got {replicas_ack!r} ({type(replicas_ack).__name__}).',
-        )
-    if cluster and db != 0:
-        raise StoreConfigError(
-            f'RedisStore db must be 0 with cluster=True (a Redis Cluster has only database 0), '
-            f'got {db!r}.',
-        )
-
-
 class RedisConnector:
     """Keep objects on a Redis server or a Redis Cluster.
 
@@ -1096,11 +819,9 @@ class RedisConnector:
         replicas_ack: int = 0,
         redis_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        _check_arguments(
-            hostname, port, db, username, password, share_credentials, timeout, retries
-        )
-        _check_cluster_arguments(cluster, replicas_ack, db)
-        self._redis_kwargs = _check_redis_kwargs(redis_kwargs)
+        check_arguments(hostname, port, db, username, password, share_credentials, timeout, retries)
+        check_cluster_arguments(cluster, replicas_ack, db)
+        self._redis_kwargs = check_redis_kwargs(redis_kwargs)
         self.hostname = hostname
         self.port = port
         self._db = db
@@ -1111,14 +832,14 @@ class RedisConnector:
         self._retries = retries
         self._cluster = cluster
         self._replicas_ack = replicas_ack
-        self._routes: _ClusterRoutes | None = None
+        self._routes: ClusterRoutes | None = None
         self._fast_path = _fast_path_wanted()
         self._fast_class: type | None = None
         #: Idle connections of the single server's pool kept at hand (see ``_take_spare``).
         self._spares: list[Any] = []
         self._spares_pid = os.getpid()
         if cluster:
-            self._routes = _ClusterRoutes(self._connect_cluster())
+            self._routes = ClusterRoutes(self._connect_cluster())
             self._client: Any = self._routes.client
         else:
             self._client = redis.Redis(
@@ -1131,7 +852,7 @@ class RedisConnector:
                 socket_connect_timeout=min(timeout, 5.0),
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
                 retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-                **_with_resp2(self._redis_kwargs),
+                **with_resp2(self._redis_kwargs),
             )
 
     def _connect_cluster(self) -> Any:
@@ -1149,7 +870,7 @@ class RedisConnector:
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), self._retries),
                 # Slots of a dead master fail; the other masters keep serving.
                 require_full_coverage=False,
-                **_with_resp2(self._redis_kwargs),
+                **with_resp2(self._redis_kwargs),
             )
         except redis.exceptions.RedisClusterException as e:
             message = str(e)
@@ -1187,7 +908,7 @@ class RedisConnector:
             password=self._password,
             socket_timeout=min(self._timeout, 5.0),
             socket_connect_timeout=min(self._timeout, 5.0),
-            **_with_resp2(self._redis_kwargs),
+            **with_resp2(self._redis_kwargs),
         )
         try:
             client.ping()
@@ -1387,71 +1108,17 @@ class RedisConnector:
         keys: Sequence[str],
         operation: Callable[[Any, list[int], bool], dict[int, Exception]],
     ) -> None:
-        """Run ``operation(connection, indexes, asking)`` on each master serving ``keys``.
-
-        ``operation`` returns the redirection errors of the keys it could not
-        handle there. ``MOVED`` refreshes the slot table and retries; ``ASK``
-        retries on the importing node with ``ASKING``. A node that cannot be
-        reached makes the store reload the slot table: if a replica took over
-        its slots the keys go there at once, else the node is tried again with
-        backoff, ``retries`` times, before its :class:`StoreConnectionError`
-        is raised.
-        """
+        """Run ``operation(connection, indexes, asking)`` on each master serving ``keys``."""
         assert self._routes is not None
-        routes = self._routes
-        backoff = ExponentialBackoff(cap=1.0, base=0.05)
-        pending = list(range(len(keys)))
-        ask: dict[int, str] = {}
-        failures: dict[str, int] = {}
-        redirections = 0
-        while pending:
-            groups: dict[tuple[str, bool], list[int]] = {}
-            with self._errors(keys[pending[0]] if len(pending) == 1 else None):
-                for i in pending:
-                    target = ask[i] if i in ask else routes.node(keys[i])
-                    groups.setdefault((target, i in ask), []).append(i)
-            pending, ask, refresh = [], {}, False
-            for (name, asking), indexes in groups.items():
-                only = keys[indexes[0]] if len(indexes) == 1 else None
-                try:
-                    with self._errors(only, name):
-                        pool = routes.pool(name)
-                    redirected = self._run(
-                        lambda c, ix=indexes, a=asking: operation(c, ix, a),  # type: ignore[misc]
-                        only,
-                        pool,
-                        name,
-                        retries=min(self._retries, 1),  # the rest below, with fresh routes
-                    )
-                except StoreConnectionError:
-                    routes.refresh()
-                    failures[name] = failures.get(name, 0) + 1
-                    moved = any(routes.node(keys[i]) != name for i in indexes)
-                    if not moved:
-                        if failures[name] > self._retries:
-                            raise
-                        time.sleep(backoff.compute(failures[name]))
-                    pending.extend(indexes)  # a replica took over, or one more try
-                    continue
-                for i, error in redirected.items():
-                    kind, address = _redirection(error) or ('', '')
-                    if kind == 'ASK':
-                        ask[i] = address
-                    elif kind == 'TRYAGAIN':
-                        if asking:
-                            ask[i] = name
-                    else:
-                        refresh = True
-                    pending.append(i)
-                if redirected:
-                    redirections += 1
-            if redirections > 16:
-                with self._errors(keys[pending[0]]):
-                    raise redis.exceptions.ClusterError(
-                        f'still redirected after {redirections} rounds (slots keep moving)'
-                    )
-            if refresh:
-                routes.refresh()
+        self._routes.on_nodes(
+            keys,
+            operation,
+            run=lambda op, key, pool, node: self._run(
+                op, key, pool, node, retries=min(self._retries, 1)
+            ),
+            errors=self._errors,
+            retries=self._retries,
+        )
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
         """Write ``key`` in one ``MULTI``/``EXEC`` transaction (atomic, even when chunked)."""
@@ -1503,10 +1170,10 @@ class RedisConnector:
                 error = _read_transaction(connection, queued, asking=asking)
                 if error is None:
                     continue
-                redirection = _redirection(error)
-                if redirection is not None:
+                redirect = redirection(error)
+                if redirect is not None:
                     redirected.update((i, error) for i in group)
-                    if redirection[0] == 'TRYAGAIN':
+                    if redirect[0] == 'TRYAGAIN':
                         alone.update(group)
                 elif failure is None:
                     failure = error
@@ -1674,7 +1341,7 @@ class RedisConnector:
                 if asking:
                     reader.header()  # +OK
                 reply = reader.read_value(i) if form == 'GET' else reader.read_list(i)
-                if isinstance(reply, redis.exceptions.ResponseError) and _redirection(reply):
+                if isinstance(reply, redis.exceptions.ResponseError) and redirection(reply):
                     redirected[i] = reply
                 else:
                     replies[i] = reply
@@ -1703,7 +1370,7 @@ class RedisConnector:
             try:
                 reply = connection.read_response()
             except redis.exceptions.ResponseError as e:  # LOADING, NOAUTH: raised (not Response)
-                if _redirection(e):
+                if redirection(e):
                     redirected[i] = e
                 else:
                     replies[i] = e
@@ -1748,7 +1415,7 @@ class RedisConnector:
                     found.append(e)
             for reply in found:
                 if isinstance(reply, redis.exceptions.ResponseError):
-                    if _redirection(reply):
+                    if redirection(reply):
                         redirected[0] = reply
                     elif 'WRONGTYPE' not in str(reply):
                         raise reply

@@ -18,7 +18,7 @@ That fast path uses private redis-py surface (a connection's ``_sock``): the
 first connection of each class and redis-py version is probed
 (``_fast_path_supported``), and if the probe fails, or
 ``PROXYSTORE_REDIS_FAST_PATH=0`` is set, the same commands are framed and
-parsed by redis-py (``_pack_transaction_plain``, ``RedisConnector._read_plain``).
+parsed by redis-py (``pack_transaction_plain``, ``RedisConnector._read_plain``).
 Connections ask for RESP2; the reply reader skips RESP3 push frames anyway.
 
 With ``cluster=True`` the store talks to a Redis Cluster through redis-py's
@@ -61,6 +61,20 @@ from proxystore.connectors.redis_options import check_arguments
 from proxystore.connectors.redis_options import check_cluster_arguments
 from proxystore.connectors.redis_options import check_redis_kwargs
 from proxystore.connectors.redis_options import with_resp2
+from proxystore.connectors.redis_wire import CONNECTION_ERRORS
+from proxystore.connectors.redis_wire import CRLF
+from proxystore.connectors.redis_wire import HEAD
+from proxystore.connectors.redis_wire import HEAD_MAGIC
+from proxystore.connectors.redis_wire import TOKEN_SIZE
+from proxystore.connectors.redis_wire import VALUE_MAGIC
+from proxystore.connectors.redis_wire import coalesce
+from proxystore.connectors.redis_wire import command
+from proxystore.connectors.redis_wire import pack_transaction
+from proxystore.connectors.redis_wire import pack_transaction_plain
+from proxystore.connectors.redis_wire import read_transaction
+from proxystore.connectors.redis_wire import send_gets
+from proxystore.connectors.redis_wire import send_lranges
+from proxystore.connectors.redis_wire import wait_command
 from proxystore.exceptions import ProxyStoreError
 from proxystore.exceptions import SerializationError
 from proxystore.exceptions import StoreAuthenticationError
@@ -77,25 +91,15 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar('T')
 
-_CHUNK = 256 * 1024 * 1024
 #: Idle connections a connector keeps out of redis-py's pool (see ``_take_spare``).
 _SPARES = 4
-#: Head of every list written now: magic, payload length, version token.
-_HEAD = struct.Struct('<4sQ16s')
-_HEAD_MAGIC = b'PXSV'
-#: Magic of the same head in front of an object written as one Redis string
-#: (every object that fits in one chunk): ``SET key head+payload``.
-_VALUE_MAGIC = b'PXSS'
 #: Head written before per-key versions (read, never written): magic, length.
 _OLD_HEAD = struct.Struct('<4sQ')
 _OLD_HEAD_MAGIC = b'PXSL'
-_TOKEN_SIZE = 16
 #: No writer of this format puts more than this in one list element (Redis's
 #: default bulk-string limit; chunks are 256 MiB), so a head announcing more
 #: than ``(elements - 1) * _MAX_ELEMENT`` bytes is corrupt, not large.
 _MAX_ELEMENT = 512 * 1024 * 1024
-_CRLF = b'\r\n'
-_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 # Not in every redis-py this package supports (>= 4.2): matched by name as well.
 _OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
     c for c in [getattr(redis.exceptions, 'OutOfMemoryError', None)] if c is not None
@@ -105,220 +109,13 @@ _NO_PERMISSION: tuple[type[Exception], ...] = tuple(
 )
 
 
-def _chunks(parts: Sequence[Buffer], size: int) -> list[memoryview]:
-    """Split the payload's buffers into views of at most ``size`` bytes (no copies)."""
-    chunks = []
-    for part in parts:
-        view = memoryview(part).cast('B')
-        for start in range(0, view.nbytes, size):
-            chunks.append(view[start : start + size])
-    return chunks
-
-
-def _bulk(data: bytes) -> bytes:
-    return b'$%d\r\n%s\r\n' % (len(data), data)
-
-
-def _list_groups(parts: Sequence[Buffer]) -> list[list[Buffer]]:
-    """The list elements of one object (head, then chunks), grouped one ``RPUSH`` each.
-
-    The head carries a fresh random token, so every write (even of identical
-    bytes, from any process) gives the key a new version. Elements are
-    grouped into as few ``RPUSH`` commands as keep each under 256 MiB (and so
-    under Redis's query-buffer limit). Payload views are not copied.
-    """
-    chunks = _chunks(parts, _CHUNK)
-    total = sum(c.nbytes for c in chunks)
-    groups: list[list[Buffer]] = [[_HEAD.pack(_HEAD_MAGIC, total, os.urandom(_TOKEN_SIZE))]]
-    size = 0
-    for chunk in chunks:
-        if size + chunk.nbytes > _CHUNK:
-            groups.append([])
-            size = 0
-        groups[-1].append(chunk)
-        size += chunk.nbytes
-    return groups
-
-
-def _byte_views(parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
-    """The payload's non-empty buffers as flat bytes (views, no copies) and their total size."""
-    views: list[Buffer] = []
-    total = 0
-    for part in parts:
-        view = part if type(part) is bytes else memoryview(part).cast('B')
-        n = len(view)
-        if n:
-            views.append(view)
-            total += n
-    return views, total
-
-
-def _fits_one_value(total: int) -> bool:
-    """Whether a payload of ``total`` bytes is written as one string (else as a chunked list)."""
-    return total + _HEAD.size <= _CHUNK
-
-
-def _value_head(total: int) -> bytes:
-    """The head of a one-string value: a fresh random token, so every write is a new version."""
-    return _HEAD.pack(_VALUE_MAGIC, total, os.urandom(_TOKEN_SIZE))
-
-
-def _pack_put(key: bytes, parts: Sequence[Buffer]) -> tuple[list[Buffer], int]:
-    """Frame one object's write; payload views are not copied.
-
-    An object that fits in one chunk is one ``SET key head+payload`` (atomic
-    by itself, and it replaces a list as well); a larger one is ``DEL key``
-    and ``RPUSH key head chunk...`` (atomic inside the caller's ``MULTI``).
-    Returns the buffers to send and the number of commands they contain.
-    """
-    views, total = _byte_views(parts)
-    if _fits_one_value(total):
-        frame = b'*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s' % (
-            len(key),
-            key,
-            total + _HEAD.size,
-            _value_head(total),
-        )
-        return [frame, *views, _CRLF], 1
-    groups = _list_groups(parts)
-    out: list[Buffer] = [b'*2\r\n$3\r\nDEL\r\n' + _bulk(key)]
-    for group in groups:
-        out.append(b'*%d\r\n$5\r\nRPUSH\r\n' % (len(group) + 2) + _bulk(key))
-        for item in group:
-            out.append(b'$%d\r\n' % memoryview(item).nbytes)
-            out.append(item)
-            out.append(_CRLF)
-    return out, 1 + len(groups)
-
-
-def _command(*args: bytes) -> bytes:
-    """One RESP command, framed (small arguments only)."""
-    return b'*%d\r\n' % len(args) + b''.join(_bulk(a) for a in args)
-
-
-_MULTI = _command(b'MULTI')
-_EXEC = _command(b'EXEC')
-_ASKING = _command(b'ASKING')
-
-
-def _pack_transaction(
-    items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
-) -> tuple[list[Buffer], int]:
-    """Frame ``[ASKING] MULTI (SET, or DEL and RPUSH...) per item EXEC``; payloads are not copied.
-
-    A single object written by one ``SET`` needs no transaction: it is sent
-    alone (``queued`` is then 0, see :func:`_read_transaction`). Returns the
-    buffers and the number of queued commands.
-    """
-    if len(items) == 1:
-        packed, commands = _pack_put(items[0][0].encode('utf-8'), items[0][1])
-        if commands == 1:
-            return ([_ASKING, *packed] if asking else packed), 0
-    buffers: list[Buffer] = [_ASKING, _MULTI] if asking else [_MULTI]
-    queued = 0
-    for key, parts in items:
-        packed, commands = _pack_put(key.encode('utf-8'), parts)
-        buffers.extend(packed)
-        queued += commands
-    buffers.append(_EXEC)
-    return buffers, queued
-
-
-def _plain_commands(key: str, parts: Sequence[Buffer]) -> list[tuple[Any, ...]]:
-    """The commands :func:`_pack_put` frames, as redis-py arguments (the fallback)."""
-    views, total = _byte_views(parts)
-    if _fits_one_value(total):
-        return [('SET', key, b''.join([_value_head(total), *views]))]
-    return [('DEL', key), *(('RPUSH', key, *group) for group in _list_groups(parts))]
-
-
-def _pack_transaction_plain(
-    connection: Any, items: Sequence[tuple[str, Sequence[Buffer]]], *, asking: bool = False
-) -> tuple[list[Any], int]:
-    """The fallback's ``_pack_transaction``: the same commands, framed by redis-py."""
-    commands: list[tuple[Any, ...]] = [('ASKING',)] if asking else []
-    if len(items) == 1:
-        single = _plain_commands(*items[0])
-        if len(single) == 1:
-            return list(connection.pack_commands(commands + single)), 0
-    commands.append(('MULTI',))
-    for key, parts in items:
-        commands.extend(_plain_commands(key, parts))
-    queued = len(commands) - 1 - asking  # SET, DEL and RPUSH commands
-    commands.append(('EXEC',))
-    return list(connection.pack_commands(commands)), queued
-
-
-def _read_transaction(connection: Any, queued: int, *, asking: bool = False) -> Exception | None:
-    """Read the replies of one ``_pack_transaction``: the first error, or None.
-
-    ``queued == 0`` is a lone ``SET`` (no ``MULTI``): one reply. Every reply
-    is consumed even after an error, so the connection stays usable for the
-    replies that follow it in the same pipeline.
-    """
-    if queued == 0:
-        error: Exception | None = None
-        for _ in range(1 + asking):  # [+OK for ASKING], then the SET's reply
-            try:
-                connection.read_response()
-            except redis.exceptions.ResponseError as e:
-                error = e  # the SET's error (a redirection) wins over ASKING's
-        return error
-    errors: list[Exception] = []
-    for _ in range(queued + 1 + asking):  # +OK for ASKING and MULTI, +QUEUED per command
-        try:
-            connection.read_response()
-        except redis.exceptions.ResponseError as e:
-            errors.append(e)
-    try:
-        replies = connection.read_response()
-    except redis.exceptions.ResponseError as e:  # EXECABORT after a queuing error
-        return errors[0] if errors else e
-    for reply in replies or ():
-        if isinstance(reply, Exception):
-            return reply
-    return errors[0] if errors else None
-
-
-def _wait_command(replicas: int, timeout: float) -> bytes:
-    """``WAIT replicas milliseconds``: blocks until the connection's writes reached replicas."""
-    return _command(b'WAIT', b'%d' % replicas, b'%d' % max(1, int(timeout * 1000)))
-
-
-def _coalesce(buffers: Sequence[Buffer], small: int = 65536) -> list[Buffer]:
-    """Join runs of small buffers so each ``sendall`` moves a useful amount.
-
-    Large buffers (array data) pass through as views; only framing and small
-    payloads are copied.
-    """
-    out: list[Buffer] = []
-    run: list[Buffer] = []
-    run_size = 0
-    for buffer in buffers:
-        n = memoryview(buffer).nbytes
-        if n >= small:
-            if run:
-                out.append(b''.join(run))
-                run, run_size = [], 0
-            out.append(buffer)
-            continue
-        run.append(buffer)
-        run_size += n
-        if run_size >= small:
-            out.append(b''.join(run))
-            run, run_size = [], 0
-    if run:
-        out.append(b''.join(run))
-    return out
-
-
 def _parse_head(head: Buffer) -> tuple[int, bytes | None] | None:
     """``(payload length, version token)`` of a list head this store wrote, else None.
 
     The older head layout has no token (None): such values are unversioned.
     """
-    if len(head) == _HEAD.size and head[:4] == _HEAD_MAGIC:
-        _, total, token = _HEAD.unpack(head)
+    if len(head) == HEAD.size and head[:4] == HEAD_MAGIC:
+        _, total, token = HEAD.unpack(head)
         return total, bytes(token)
     if len(head) == _OLD_HEAD.size and head[:4] == _OLD_HEAD_MAGIC:
         return _OLD_HEAD.unpack(head)[1], None
@@ -427,7 +224,7 @@ class _ReplyReader:
 
     def line(self) -> bytes:
         line = self._file.readline(65536)
-        if not line.endswith(_CRLF):
+        if not line.endswith(CRLF):
             raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
         return bytes(line[:-2])
 
@@ -503,7 +300,7 @@ class _ReplyReader:
             return None
         size = int(self.line()[1:])
         # Checked before reading: a foreign list's first element may be huge.
-        if size not in (_HEAD.size, _OLD_HEAD.size):
+        if size not in (HEAD.size, _OLD_HEAD.size):
             raise _BadValue(index, 'a Redis list that ProxyStore did not write')
         head = bytearray(size)
         self.bulk_into(memoryview(head))
@@ -560,16 +357,16 @@ class _ReplyReader:
             return None
         body = f._start
         if f._end - body >= size + 2 and size < ALLOCATE_THRESHOLD:  # all here: slice it out
-            if buf[body + size : body + size + 2] != _CRLF:
+            if buf[body + size : body + size + 2] != CRLF:
                 raise redis.exceptions.InvalidResponse('Protocol error: a bulk string without CRLF')
             f._start = body + size + 2
-            if size >= _HEAD.size and buf[body : body + 4] == _VALUE_MAGIC:
-                _, token = _check_value_head(index, buf[body : body + _HEAD.size], size)
-                return buf[body + _HEAD.size : body + size], token
+            if size >= HEAD.size and buf[body : body + 4] == VALUE_MAGIC:
+                _, token = _check_value_head(index, buf[body : body + HEAD.size], size)
+                return buf[body + HEAD.size : body + size], token
             return buf[body : body + size], None
-        head = bytearray(min(size, _HEAD.size))
+        head = bytearray(min(size, HEAD.size))
         self.exact(memoryview(head))
-        if size >= _HEAD.size and head[:4] == _VALUE_MAGIC:
+        if size >= HEAD.size and head[:4] == VALUE_MAGIC:
             total, token = _check_value_head(index, head, size)
             buffer = _allocate(index, total)
             self.bulk_into(memoryview(buffer))
@@ -593,10 +390,10 @@ def _error_reply(line: bytes) -> redis.exceptions.ResponseError:
 
 def _check_value_head(index: int, head: Buffer, size: int) -> tuple[int, bytes]:
     """``(total, token)`` of a one-string value's head; its length must match the string's."""
-    _, total, token = _HEAD.unpack(head)
-    if total != size - _HEAD.size:
+    _, total, token = HEAD.unpack(head)
+    if total != size - HEAD.size:
         raise _BadValue(
-            index, f'a corrupt object: {size - _HEAD.size} bytes where its head announces {total}'
+            index, f'a corrupt object: {size - HEAD.size} bytes where its head announces {total}'
         )
     return total, bytes(token)
 
@@ -604,34 +401,14 @@ def _check_value_head(index: int, head: Buffer, size: int) -> tuple[int, bytes]:
 def _parse_value(index: int, value: bytes) -> tuple[Buffer, bytes | None]:
     """The fallback's ``read_value``: ``(payload copy, token)`` of a GET reply's bytes."""
     size = len(value)
-    if size >= _HEAD.size and value[:4] == _VALUE_MAGIC:
-        total, token = _check_value_head(index, value[: _HEAD.size], size)
+    if size >= HEAD.size and value[:4] == VALUE_MAGIC:
+        total, token = _check_value_head(index, value[: HEAD.size], size)
         buffer = _allocate(index, total)
-        memoryview(buffer)[:] = memoryview(value)[_HEAD.size :]
+        memoryview(buffer)[:] = memoryview(value)[HEAD.size :]
         return buffer, token
     buffer = _allocate(index, size)
     memoryview(buffer)[:] = value
     return buffer, None
-
-
-def _send_gets(connection: Any, keys: Sequence[str], indexes: list[int], asking: bool) -> None:
-    """Pipeline ``GET key`` for ``keys[i]`` (each after ``ASKING`` when following ASK)."""
-    commands: list[tuple[Any, ...]] = []
-    for i in indexes:
-        if asking:
-            commands.append(('ASKING',))
-        commands.append(('GET', keys[i]))
-    connection.send_packed_command(connection.pack_commands(commands))
-
-
-def _send_lranges(connection: Any, keys: Sequence[str], indexes: list[int], asking: bool) -> None:
-    """Pipeline ``LRANGE key 0 -1`` for ``keys[i]`` (each after ``ASKING`` when following ASK)."""
-    commands: list[tuple[Any, ...]] = []
-    for i in indexes:
-        if asking:
-            commands.append(('ASKING',))
-        commands.append(('LRANGE', keys[i], 0, -1))
-    connection.send_packed_command(connection.pack_commands(commands))
 
 
 def _check_head(index: int, head: Buffer, count: int) -> tuple[int, bytes | None]:
@@ -670,7 +447,7 @@ def _assemble_list(index: int, elements: Any) -> tuple[Buffer, bytes | None] | N
         return None
     if not all(isinstance(e, bytes) for e in elements):
         raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-    if len(elements[0]) not in (_HEAD.size, _OLD_HEAD.size):
+    if len(elements[0]) not in (HEAD.size, _OLD_HEAD.size):
         raise _BadValue(index, 'a Redis list that ProxyStore did not write')
     total, token = _check_head(index, elements[0], len(elements))
     size = sum(len(e) for e in elements[1:])
@@ -721,7 +498,7 @@ def _probe_fast_path(connection: Any) -> bool:
     sock = getattr(connection, '_sock', None)
     if not isinstance(sock, socket.socket) or sock.fileno() < 0:
         return False
-    connection.send_packed_command([memoryview(_command(b'PING'))])
+    connection.send_packed_command([memoryview(command(b'PING'))])
     reader = _ReplyReader(sock)
     try:
         reply = reader.reply()
@@ -741,7 +518,7 @@ def _fast_path_supported(connection: Any) -> bool:
     if supported is None:
         try:
             supported = _probe_fast_path(connection)
-        except _CONNECTION_ERRORS:
+        except CONNECTION_ERRORS:
             raise
         except (redis.exceptions.RedisError, AttributeError, TypeError, ValueError) as e:
             logger.debug('Redis fast path probe failed: %r', e)
@@ -1069,7 +846,7 @@ class RedisConnector:
                 if connection is not None:
                     connection.disconnect()
                     pool.release(connection)
-                if isinstance(e, _CONNECTION_ERRORS) and not isinstance(
+                if isinstance(e, CONNECTION_ERRORS) and not isinstance(
                     e, redis.exceptions.AuthenticationError
                 ):
                     if spare:  # idle too long (server timeout, restart): retry on a fresh one
@@ -1133,8 +910,8 @@ class RedisConnector:
 
         def transaction(connection: Any) -> None:
             buffers, queued = self._pack(connection, items, asking=False)
-            connection.send_packed_command(_coalesce(buffers))
-            error = _read_transaction(connection, queued)
+            connection.send_packed_command(coalesce(buffers))
+            error = read_transaction(connection, queued)
             acked = connection.read_response() if self._replicas_ack else None
             if error is not None:
                 raise error
@@ -1163,11 +940,11 @@ class RedisConnector:
                 )
                 buffers.extend(packed)
                 transactions.append((group, queued))
-            connection.send_packed_command(_coalesce(buffers))
+            connection.send_packed_command(coalesce(buffers))
             redirected: dict[int, Exception] = {}
             failure: Exception | None = None
             for group, queued in transactions:
-                error = _read_transaction(connection, queued, asking=asking)
+                error = read_transaction(connection, queued, asking=asking)
                 if error is None:
                     continue
                 redirect = redirection(error)
@@ -1201,11 +978,11 @@ class RedisConnector:
         redis-py on the fallback (which copies them, with hiredis).
         """
         if self._use_fast_path(connection):
-            buffers, queued = _pack_transaction(items, asking=asking)
+            buffers, queued = pack_transaction(items, asking=asking)
             if wait and self._replicas_ack:
-                buffers.append(_wait_command(self._replicas_ack, self._timeout / 2))
+                buffers.append(wait_command(self._replicas_ack, self._timeout / 2))
             return buffers, queued
-        buffers, queued = _pack_transaction_plain(connection, items, asking=asking)
+        buffers, queued = pack_transaction_plain(connection, items, asking=asking)
         if wait and self._replicas_ack:
             wait_ms = max(1, int(self._timeout / 2 * 1000))
             buffers.extend(connection.pack_commands([('WAIT', self._replicas_ack, wait_ms)]))
@@ -1334,7 +1111,7 @@ class RedisConnector:
         if sock is None:
             connection.connect()
             sock = getattr(connection, '_sock', None)
-        (_send_gets if form == 'GET' else _send_lranges)(connection, keys, indexes, asking)
+        (send_gets if form == 'GET' else send_lranges)(connection, keys, indexes, asking)
         reader = _ReplyReader(sock)
         try:
             for i in indexes:
@@ -1363,7 +1140,7 @@ class RedisConnector:
         Fills ``replies`` like the fast path (an error reply per key is kept,
         to be raised or followed) and ``redirected``.
         """
-        (_send_gets if form == 'GET' else _send_lranges)(connection, keys, indexes, asking)
+        (send_gets if form == 'GET' else send_lranges)(connection, keys, indexes, asking)
         for i in indexes:
             if asking:
                 connection.read_response()  # +OK
@@ -1401,7 +1178,7 @@ class RedisConnector:
             ask = [('ASKING',)] if asking else []
             commands = [
                 *ask,
-                ('GETRANGE', key, 0, _HEAD.size - 1),
+                ('GETRANGE', key, 0, HEAD.size - 1),
                 *ask,
                 ('LINDEX', key, 0),
             ]
@@ -1428,10 +1205,10 @@ class RedisConnector:
         else:
             self._run(lambda c: read(c, [0], False), key)
         head = heads[0]
-        if head is None or len(head) not in (_HEAD.size, _OLD_HEAD.size):
+        if head is None or len(head) not in (HEAD.size, _OLD_HEAD.size):
             return None
-        if head[:4] == _VALUE_MAGIC:
-            return bytes(head[-_TOKEN_SIZE:])
+        if head[:4] == VALUE_MAGIC:
+            return bytes(head[-TOKEN_SIZE:])
         parsed = _parse_head(head)
         return parsed[1] if parsed is not None else None
 

@@ -9,7 +9,7 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
-from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.exceptions import StoreConnectionError  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
@@ -32,7 +32,7 @@ def test_quickstart(redis_address: tuple[str, int]) -> None:
 
 
 def test_chunked_values(redis_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_module, '_CHUNK', 1000)
+    monkeypatch.setattr(redis_wire, '_CHUNK', 1000)
     store = RedisStore('r', hostname=redis_address[0], port=redis_address[1])
     data = np.random.default_rng(0).integers(0, 255, 25_000, dtype=np.uint8)
     key = store.set(data)

@@ -12,7 +12,7 @@ import pytest
 redis = pytest.importorskip('redis')
 
 import proxystore as ps  # noqa: E402
-from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.exceptions import SerializationError  # noqa: E402
 from proxystore.exceptions import StoreConfigError  # noqa: E402
 from proxystore.exceptions import StoreConnectionError  # noqa: E402
@@ -77,7 +77,7 @@ def test_batches_across_slots_and_nodes(redis_cluster: Cluster) -> None:
 def test_chunked_object_stays_in_one_slot(
     redis_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_module, '_CHUNK', 64 * 1024)
+    monkeypatch.setattr(redis_wire, '_CHUNK', 64 * 1024)
     store = _store(redis_cluster)
     data = np.random.default_rng(1).integers(0, 255, 2_000_000, dtype=np.uint8)
     key = store.set(data)

@@ -21,6 +21,7 @@ redis = pytest.importorskip('redis')
 
 import proxystore as ps  # noqa: E402
 from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.store.base import Store  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 from tests.conftest import _make_store  # noqa: E402
@@ -105,7 +106,7 @@ def test_a_different_private_surface_falls_back_to_plain_calls(
 ) -> None:
     """Before the feature test, the fast path called ``_sock.makefile``: AttributeError."""
     monkeypatch.undo()  # the real reply reader: the probe must refuse this socket itself
-    monkeypatch.setattr(redis_module, '_CHUNK', 1000)
+    monkeypatch.setattr(redis_wire, '_CHUNK', 1000)
     probes: list[Any] = []
     probe = redis_module._probe_fast_path
     monkeypatch.setattr(redis_module, '_probe_fast_path', lambda c: probes.append(c) or probe(c))

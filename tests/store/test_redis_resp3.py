@@ -18,6 +18,7 @@ import pytest
 redis = pytest.importorskip('redis')
 
 from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
 
@@ -40,19 +41,19 @@ def test_reader_skips_a_tracking_invalidation_push(redis_address: tuple[str, int
     tracked = f'tracked-{os.urandom(4).hex()}'
     sock, reader = _raw(redis_address)
     try:
-        sock.sendall(redis_module._command(b'HELLO', b'3'))
+        sock.sendall(redis_wire.command(b'HELLO', b'3'))
         assert reader.reply()[:1] == b'%'  # a RESP3 map, skipped whole
-        sock.sendall(redis_module._command(b'CLIENT', b'TRACKING', b'ON'))
+        sock.sendall(redis_wire.command(b'CLIENT', b'TRACKING', b'ON'))
         assert reader.reply() == b'OK'
-        sock.sendall(redis_module._command(b'GET', tracked.encode()))
+        sock.sendall(redis_wire.command(b'GET', tracked.encode()))
         assert reader.reply() == b'_'  # RESP3 null: the key is now tracked
         redis.Redis(host=redis_address[0], port=redis_address[1]).set(tracked, b'new')
         assert select.select([sock], [], [], 10)[0], 'no invalidation was pushed'
-        sock.sendall(redis_module._command(b'GET', key.encode()))
+        sock.sendall(redis_wire.command(b'GET', key.encode()))
         reply = reader.read_value(0)  # the push arrived first; before: "did not write"
         assert reply is not None and bytes(reply[0]) == b'payload'
         assert reply[1] == store.connector.version(key)
-        sock.sendall(redis_module._command(b'PING'))
+        sock.sendall(redis_wire.command(b'PING'))
         assert reader.reply() == b'PONG'  # in step: nothing of the push was left behind
     finally:
         reader.close()
@@ -81,7 +82,7 @@ class _Bytes:
     ],
 )
 def test_reader_skips_push_and_attribute_frames(before: bytes) -> None:
-    head = redis_module._HEAD.pack(b'PXSV', 3, b't' * 16)
+    head = redis_wire.HEAD.pack(b'PXSV', 3, b't' * 16)
     reply = b'*2\r\n$28\r\n' + head + b'\r\n$3\r\nabc\r\n'
     reader = redis_module._ReplyReader(_Bytes(before + reply + before + b'+OK\r\n'))
     result = reader.read_list(0)

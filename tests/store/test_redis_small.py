@@ -22,7 +22,7 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
-from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.exceptions import SerializationError  # noqa: E402
 from proxystore.serialize import serialize  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
@@ -76,7 +76,7 @@ def test_one_command_per_small_write_and_one_get_per_read(
 def test_large_objects_stay_chunked_lists(
     redis_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_module, '_CHUNK', 4096)
+    monkeypatch.setattr(redis_wire, '_CHUNK', 4096)
     store, client = _store(redis_address, cache_size=0), _client(redis_address)
     data = os.urandom(50_000)
     key = store.set(data, serialize=False)
@@ -100,11 +100,11 @@ def test_overwrites_between_forms_replace_atomically_and_change_the_version(
     tokens = [store.connector.version(key)]
     for value, chunk, kind in [
         (large, 4096, b'list'),
-        (small, redis_module._CHUNK, b'string'),
+        (small, redis_wire._CHUNK, b'string'),
         (large, 4096, b'list'),
-        (large, redis_module._CHUNK, b'string'),
+        (large, redis_wire._CHUNK, b'string'),
     ]:
-        monkeypatch.setattr(redis_module, '_CHUNK', chunk)
+        monkeypatch.setattr(redis_wire, '_CHUNK', chunk)
         store.set(value, key=key, serialize=False)
         assert client.type(key) == kind
         data, token = store.connector.get(key)
@@ -119,7 +119,7 @@ def test_strict_is_cached_sees_a_rewrite_in_the_other_form(
     mine, theirs = _store(redis_address), _store(redis_address)
     key = mine.set('small')
     assert mine.get(key) == 'small' and mine.is_cached(key, strict=True)
-    monkeypatch.setattr(redis_module, '_CHUNK', 64)
+    monkeypatch.setattr(redis_wire, '_CHUNK', 64)
     theirs.set('now a chunked list', key=key)
     assert not mine.is_cached(key, strict=True)
     assert mine.get(key, strict=True) == 'now a chunked list'
@@ -255,7 +255,7 @@ def test_small_and_large_objects_on_the_cluster(
     assert node('TYPE', key).strip() == 'string'
     version = store.connector.version(key)
     assert isinstance(version, bytes)
-    monkeypatch.setattr(redis_module, '_CHUNK', 256)
+    monkeypatch.setattr(redis_wire, '_CHUNK', 256)
     store.set(np.arange(1000), key=key)  # now a list in the same slot
     assert node('TYPE', key).strip() == 'list'
     assert store.connector.version(key) not in (None, version)

@@ -19,7 +19,7 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
-from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.serialize import serialize  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
@@ -30,7 +30,7 @@ def _store(address: tuple[str, int], **kwargs: Any) -> RedisStore:
 
 def _overwrite(host: str, port: int, key: str, value: bytes, chunk: int | None = None) -> bytes:
     """Run in a child process: rewrite ``key`` and return the token it now has."""
-    from proxystore.connectors import redis as module
+    from proxystore.connectors import redis_wire as module
 
     if chunk is not None:
         module._CHUNK = chunk
@@ -153,7 +153,7 @@ def test_reader_sees_whole_values_and_matching_tokens_under_rewrites(
     redis_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer thread alternates two multi-chunk values; a reader never sees a mix."""
-    monkeypatch.setattr(redis_module, '_CHUNK', 4096)
+    monkeypatch.setattr(redis_wire, '_CHUNK', 4096)
     first, second = os.urandom(200_000), os.urandom(150_000)
     writer, reader = _store(redis_address), _store(redis_address)
     key = writer.set(first, serialize=False)

@@ -39,7 +39,6 @@ import contextlib
 import logging
 import os
 import socket
-import struct
 import time
 from collections.abc import Callable
 from collections.abc import Hashable
@@ -52,8 +51,6 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from proxystore.connectors.buffers import ALLOCATE_THRESHOLD
-from proxystore.connectors.buffers import allocate
 from proxystore.connectors.protocol import Entry
 from proxystore.connectors.redis_cluster import ClusterRoutes
 from proxystore.connectors.redis_cluster import redirection
@@ -61,12 +58,14 @@ from proxystore.connectors.redis_options import check_arguments
 from proxystore.connectors.redis_options import check_cluster_arguments
 from proxystore.connectors.redis_options import check_redis_kwargs
 from proxystore.connectors.redis_options import with_resp2
+from proxystore.connectors.redis_replies import BadValue
+from proxystore.connectors.redis_replies import ReplyReader
+from proxystore.connectors.redis_replies import assemble_list
+from proxystore.connectors.redis_replies import head_token
+from proxystore.connectors.redis_replies import parse_value
+from proxystore.connectors.redis_replies import response_error
 from proxystore.connectors.redis_wire import CONNECTION_ERRORS
-from proxystore.connectors.redis_wire import CRLF
 from proxystore.connectors.redis_wire import HEAD
-from proxystore.connectors.redis_wire import HEAD_MAGIC
-from proxystore.connectors.redis_wire import TOKEN_SIZE
-from proxystore.connectors.redis_wire import VALUE_MAGIC
 from proxystore.connectors.redis_wire import coalesce
 from proxystore.connectors.redis_wire import command
 from proxystore.connectors.redis_wire import pack_transaction
@@ -93,13 +92,6 @@ T = TypeVar('T')
 
 #: Idle connections a connector keeps out of redis-py's pool (see ``_take_spare``).
 _SPARES = 4
-#: Head written before per-key versions (read, never written): magic, length.
-_OLD_HEAD = struct.Struct('<4sQ')
-_OLD_HEAD_MAGIC = b'PXSL'
-#: No writer of this format puts more than this in one list element (Redis's
-#: default bulk-string limit; chunks are 256 MiB), so a head announcing more
-#: than ``(elements - 1) * _MAX_ELEMENT`` bytes is corrupt, not large.
-_MAX_ELEMENT = 512 * 1024 * 1024
 # Not in every redis-py this package supports (>= 4.2): matched by name as well.
 _OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
     c for c in [getattr(redis.exceptions, 'OutOfMemoryError', None)] if c is not None
@@ -107,363 +99,6 @@ _OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
 _NO_PERMISSION: tuple[type[Exception], ...] = tuple(
     c for c in [getattr(redis.exceptions, 'NoPermissionError', None)] if c is not None
 )
-
-
-def _parse_head(head: Buffer) -> tuple[int, bytes | None] | None:
-    """``(payload length, version token)`` of a list head this store wrote, else None.
-
-    The older head layout has no token (None): such values are unversioned.
-    """
-    if len(head) == HEAD.size and head[:4] == HEAD_MAGIC:
-        _, total, token = HEAD.unpack(head)
-        return total, bytes(token)
-    if len(head) == _OLD_HEAD.size and head[:4] == _OLD_HEAD_MAGIC:
-        return _OLD_HEAD.unpack(head)[1], None
-    return None
-
-
-class _BadValue(Exception):
-    """Raised inside a read when the value of the ``index``-th key is not one we can read.
-
-    Never leaves this module: the store turns it into a
-    :class:`~proxystore.exceptions.SerializationError` (or ``MemoryError``)
-    that names the key and the server. Not a connection error, so the read is
-    not retried; the half-read connection is dropped.
-    """
-
-    def __init__(self, index: int, reason: str, *, size: int | None = None) -> None:
-        super().__init__(reason)
-        self.index = index
-        self.reason = reason
-        self.size = size  # set when a plausible value did not fit in local memory
-
-
-def _response_error(error: redis.exceptions.ResponseError) -> redis.exceptions.ResponseError:
-    """The redis-py class of an error reply this module read itself (CLUSTERDOWN, TRYAGAIN)."""
-    message = str(error)
-    for prefix, cls in (
-        ('CLUSTERDOWN', redis.exceptions.ClusterDownError),
-        ('TRYAGAIN', redis.exceptions.TryAgainError),
-    ):
-        if message.startswith(prefix + ' '):
-            return cls(message[len(prefix) + 1 :])
-    return error
-
-
-class _SocketBuffer:
-    """Buffered reads from a socket: what ``sock.makefile('rb')`` gives, cheaper to create.
-
-    Made per request (it may read ahead into the request's next reply, so one
-    buffer must read all of a request's replies). Reads of at least the
-    buffer's size go straight into the caller's memory.
-    """
-
-    __slots__ = ('_buffer', '_end', '_recv_into', '_start')
-
-    def __init__(self, sock: Any, size: int = 16384) -> None:
-        self._recv_into = sock.recv_into
-        self._buffer = bytearray(size)
-        self._start = 0
-        self._end = 0
-
-    def close(self) -> None:
-        self._start = self._end = 0
-
-    def _fill(self) -> int:
-        """Receive more bytes after those buffered (compacting or growing first); 0 at EOF."""
-        if self._start == self._end:
-            self._start = self._end = 0
-        elif self._end == len(self._buffer):
-            kept = self._end - self._start
-            if self._start:
-                self._buffer[:kept] = self._buffer[self._start : self._end]
-            else:  # a line longer than the buffer
-                self._buffer.extend(bytes(len(self._buffer)))
-            self._start, self._end = 0, kept
-        n: int = self._recv_into(memoryview(self._buffer)[self._end :])
-        self._end += n
-        return n
-
-    def readline(self, limit: int) -> bytes:
-        """The next line with its ``\\n``; without it if the peer closed or ``limit`` is hit."""
-        while True:
-            i = self._buffer.find(b'\n', self._start, self._end)
-            if i >= 0:
-                line = bytes(self._buffer[self._start : i + 1])
-                self._start = i + 1
-                return line
-            if self._end - self._start >= limit or not self._fill():
-                line = bytes(self._buffer[self._start : self._end])
-                self._start = self._end
-                return line
-
-    def readinto(self, view: memoryview) -> int:
-        """Fill the start of ``view`` (at least one byte unless the peer closed); the count."""
-        available = self._end - self._start
-        if not available:
-            if view.nbytes >= len(self._buffer):
-                n: int = self._recv_into(view)
-                return n
-            if not self._fill():
-                return 0
-            available = self._end - self._start
-        n = min(available, view.nbytes)
-        view[:n] = memoryview(self._buffer)[self._start : self._start + n]
-        self._start += n
-        return n
-
-
-class _ReplyReader:
-    """Reads RESP replies from a connection's socket, bulk data straight into our buffers."""
-
-    def __init__(self, sock: Any) -> None:
-        self._file = _SocketBuffer(sock)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def line(self) -> bytes:
-        line = self._file.readline(65536)
-        if not line.endswith(CRLF):
-            raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
-        return bytes(line[:-2])
-
-    def header(self) -> bytes:
-        """The first line of the next reply, after skipping RESP3 push and attribute frames.
-
-        A RESP2 connection never receives them, and the store asks for RESP2;
-        but a RESP3 connection (a newer redis-py's default, or ``HELLO 3``)
-        may get ``>`` pushes (client tracking invalidations, maintenance
-        notices) between replies at any time: they are read and dropped, not
-        taken for the reply.
-        """
-        while True:
-            line = self.line()
-            if line[:1] not in (b'>', b'|'):
-                return line
-            self._skip(line)  # an attribute (|) precedes the reply it annotates
-
-    def _skip(self, line: bytes) -> None:
-        """Read and drop the rest of the RESP2/RESP3 value whose first line is ``line``."""
-        kind = line[:1]
-        if kind in (b'$', b'=', b'!'):  # bulk string, verbatim string, bulk error
-            size = int(line[1:])
-            if size >= 0:
-                self.exact(memoryview(bytearray(size + 2)))
-        elif kind in (b'*', b'>', b'~', b'%', b'|'):  # array, push, set, map, attribute
-            count = int(line[1:]) * (2 if kind in (b'%', b'|') else 1)
-            for _ in range(max(count, 0)):
-                self._skip(self.line())
-        # Anything else (+ - : _ , # () is one line, already read.
-
-    def reply(self) -> bytes | redis.exceptions.ResponseError:
-        """A simple reply's text (``+PONG`` gives ``b'PONG'``), or its error; other replies raw."""
-        line = self.header()
-        if line[:1] == b'-':
-            return redis.exceptions.ResponseError(line[1:].decode(errors='replace'))
-        if line[:1] in (b'$', b'*', b'=', b'!', b'~', b'%'):
-            self._skip(line)
-        return line[1:] if line[:1] == b'+' else line
-
-    def exact(self, view: memoryview) -> None:
-        filled = 0
-        while filled < view.nbytes:
-            n = self._file.readinto(view[filled:])
-            if not n:
-                raise redis.exceptions.ConnectionError('Connection closed by server while reading.')
-            filled += n
-
-    def bulk_into(self, view: memoryview) -> None:
-        """Read a bulk string whose header was consumed, plus its CRLF, into ``view``."""
-        self.exact(view)
-        self.exact(memoryview(bytearray(2)))
-
-    def read_list(
-        self, index: int
-    ) -> tuple[Buffer, bytes | None] | redis.exceptions.ResponseError | None:
-        """Read an LRANGE reply: ``(payload, token)``, an error reply, or None if empty.
-
-        Raises:
-            _BadValue: the list was not written by this store, or its chunks
-                disagree with its head (the rest of the reply is left unread).
-
-        """
-        line = self.header()
-        if line[:1] == b'-':
-            return _error_reply(line)
-        if line[:1] == b'_':  # RESP3 null
-            return None
-        if line[:1] != b'*':
-            raise redis.exceptions.InvalidResponse(f'Protocol error: {line[:40]!r} for LRANGE')
-        count = int(line[1:])
-        if count <= 0:
-            return None
-        size = int(self.line()[1:])
-        # Checked before reading: a foreign list's first element may be huge.
-        if size not in (HEAD.size, _OLD_HEAD.size):
-            raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-        head = bytearray(size)
-        self.bulk_into(memoryview(head))
-        total, token = _check_head(index, head, count)
-        buffer = _allocate(index, total)
-        view = memoryview(buffer)
-        position = 0
-        for _ in range(count - 1):
-            length = int(self.line()[1:])
-            if position + length > total:
-                raise _BadValue(
-                    index, f'a corrupt object: longer than the {total} bytes its head announces'
-                )
-            self.bulk_into(view[position : position + length])
-            position += length
-        if position != total:
-            raise _BadValue(
-                index,
-                f'a corrupt object: {position} bytes where its head announces {total}',
-            )
-        return buffer, token
-
-    def read_value(
-        self, index: int
-    ) -> tuple[Buffer, bytes | None] | redis.exceptions.ResponseError | None:
-        """Read a GET reply: ``(payload, token)``, an error reply (WRONGTYPE for a list), or None.
-
-        A string without this store's head (``SET`` by another tool) is the
-        payload itself, unversioned (token None). A small reply already in the
-        receive buffer is parsed in place (the common case: one receive).
-
-        Raises:
-            _BadValue: the head announces another length than the string holds.
-
-        """
-        f = self._file
-        if f._start == f._end:
-            f._fill()
-        buf, start = f._buffer, f._start
-        eol = buf.find(b'\n', start, f._end)
-        if eol > start + 1 and buf[start] == 0x24 and buf[eol - 1] == 0x0D:  # $<size>\r\n
-            size = int(buf[start + 1 : eol - 1])
-            f._start = eol + 1
-        else:
-            line = self.header()
-            if line[:1] == b'-':
-                return _error_reply(line)
-            if line[:1] == b'_':  # RESP3 null
-                return None
-            if line[:1] != b'$':
-                raise redis.exceptions.InvalidResponse(f'Protocol error: {line[:40]!r} for GET')
-            size = int(line[1:])
-        if size < 0:
-            return None
-        body = f._start
-        if f._end - body >= size + 2 and size < ALLOCATE_THRESHOLD:  # all here: slice it out
-            if buf[body + size : body + size + 2] != CRLF:
-                raise redis.exceptions.InvalidResponse('Protocol error: a bulk string without CRLF')
-            f._start = body + size + 2
-            if size >= HEAD.size and buf[body : body + 4] == VALUE_MAGIC:
-                _, token = _check_value_head(index, buf[body : body + HEAD.size], size)
-                return buf[body + HEAD.size : body + size], token
-            return buf[body : body + size], None
-        head = bytearray(min(size, HEAD.size))
-        self.exact(memoryview(head))
-        if size >= HEAD.size and head[:4] == VALUE_MAGIC:
-            total, token = _check_value_head(index, head, size)
-            buffer = _allocate(index, total)
-            self.bulk_into(memoryview(buffer))
-            return buffer, token
-        buffer = _allocate(index, size)  # a plain value: the bytes are the payload
-        view = memoryview(buffer)
-        view[: len(head)] = head
-        self.bulk_into(view[len(head) :])
-        return buffer, None
-
-
-def _error_reply(line: bytes) -> redis.exceptions.ResponseError:
-    """The error of an ``-ERR...`` reply line; transient and authentication errors are raised."""
-    message = line[1:].decode(errors='replace')
-    if message.startswith('LOADING'):  # transient: retried like a lost connection
-        raise redis.exceptions.BusyLoadingError(message)
-    if message.startswith(('NOAUTH', 'WRONGPASS')):
-        raise redis.exceptions.AuthenticationError(message)
-    return redis.exceptions.ResponseError(message)  # NOPERM, WRONGTYPE: per key
-
-
-def _check_value_head(index: int, head: Buffer, size: int) -> tuple[int, bytes]:
-    """``(total, token)`` of a one-string value's head; its length must match the string's."""
-    _, total, token = HEAD.unpack(head)
-    if total != size - HEAD.size:
-        raise _BadValue(
-            index, f'a corrupt object: {size - HEAD.size} bytes where its head announces {total}'
-        )
-    return total, bytes(token)
-
-
-def _parse_value(index: int, value: bytes) -> tuple[Buffer, bytes | None]:
-    """The fallback's ``read_value``: ``(payload copy, token)`` of a GET reply's bytes."""
-    size = len(value)
-    if size >= HEAD.size and value[:4] == VALUE_MAGIC:
-        total, token = _check_value_head(index, value[: HEAD.size], size)
-        buffer = _allocate(index, total)
-        memoryview(buffer)[:] = memoryview(value)[HEAD.size :]
-        return buffer, token
-    buffer = _allocate(index, size)
-    memoryview(buffer)[:] = value
-    return buffer, None
-
-
-def _check_head(index: int, head: Buffer, count: int) -> tuple[int, bytes | None]:
-    """``(total, token)`` of a list's head, refusing foreign lists and impossible sizes.
-
-    Shared by the fast reader and the fallback: a head announcing more than
-    its ``count - 1`` chunks can hold is corrupt, and is refused before any
-    allocation.
-    """
-    parsed = _parse_head(head)
-    if parsed is None:
-        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-    total, token = parsed
-    if total > (count - 1) * _MAX_ELEMENT:
-        raise _BadValue(
-            index, f'a corrupt object: its head announces {total} bytes in {count - 1} chunks'
-        )
-    return total, token
-
-
-def _allocate(index: int, total: int) -> Buffer:
-    try:
-        return allocate(total)
-    except (MemoryError, OSError) as e:
-        raise _BadValue(index, str(e) or type(e).__name__, size=total) from e
-
-
-def _assemble_list(index: int, elements: Any) -> tuple[Buffer, bytes | None] | None:
-    """The fallback's ``read_list``: ``(payload, token)`` from LRANGE's elements, None if empty.
-
-    Raises:
-        _BadValue: as ``_ReplyReader.read_list`` (lengths are checked before allocating).
-
-    """
-    if not elements:
-        return None
-    if not all(isinstance(e, bytes) for e in elements):
-        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-    if len(elements[0]) not in (HEAD.size, _OLD_HEAD.size):
-        raise _BadValue(index, 'a Redis list that ProxyStore did not write')
-    total, token = _check_head(index, elements[0], len(elements))
-    size = sum(len(e) for e in elements[1:])
-    if size > total:
-        raise _BadValue(
-            index, f'a corrupt object: longer than the {total} bytes its head announces'
-        )
-    if size != total:
-        raise _BadValue(index, f'a corrupt object: {size} bytes where its head announces {total}')
-    buffer = _allocate(index, total)
-    view = memoryview(buffer)
-    position = 0
-    for element in elements[1:]:
-        view[position : position + len(element)] = element
-        position += len(element)
-    return buffer, token
 
 
 #: Set to ``0`` to make the Redis connector use only redis-py's public connection calls.
@@ -499,7 +134,7 @@ def _probe_fast_path(connection: Any) -> bool:
     if not isinstance(sock, socket.socket) or sock.fileno() < 0:
         return False
     connection.send_packed_command([memoryview(command(b'PING'))])
-    reader = _ReplyReader(sock)
+    reader = ReplyReader(sock)
     try:
         reply = reader.reply()
     finally:
@@ -1082,7 +717,7 @@ class RedisConnector:
                     lambda c: read(c, list(range(len(keys))), False),
                     keys[0] if len(keys) == 1 else None,
                 )
-        except _BadValue as e:
+        except BadValue as e:
             key = keys[e.index]
             if e.size is not None:
                 raise MemoryError(
@@ -1093,7 +728,7 @@ class RedisConnector:
         for key, reply in zip(keys, replies):
             if isinstance(reply, redis.exceptions.ResponseError) and 'WRONGTYPE' not in str(reply):
                 with self._errors(key):
-                    raise _response_error(reply)
+                    raise response_error(reply)
         return replies
 
     @staticmethod
@@ -1112,7 +747,7 @@ class RedisConnector:
             connection.connect()
             sock = getattr(connection, '_sock', None)
         (send_gets if form == 'GET' else send_lranges)(connection, keys, indexes, asking)
-        reader = _ReplyReader(sock)
+        reader = ReplyReader(sock)
         try:
             for i in indexes:
                 if asking:
@@ -1153,9 +788,9 @@ class RedisConnector:
                     replies[i] = e
                 continue
             if form == 'GET':
-                replies[i] = None if reply is None else _parse_value(i, reply)
+                replies[i] = None if reply is None else parse_value(i, reply)
             else:
-                replies[i] = _assemble_list(i, reply)
+                replies[i] = assemble_list(i, reply)
 
     def _other_type(self, key: str) -> SerializationError:
         """The error for a key holding neither a string nor a list (a hash, set, stream...)."""
@@ -1204,13 +839,7 @@ class RedisConnector:
             self._on_nodes([key], read)
         else:
             self._run(lambda c: read(c, [0], False), key)
-        head = heads[0]
-        if head is None or len(head) not in (HEAD.size, _OLD_HEAD.size):
-            return None
-        if head[:4] == VALUE_MAGIC:
-            return bytes(head[-TOKEN_SIZE:])
-        parsed = _parse_head(head)
-        return parsed[1] if parsed is not None else None
+        return head_token(heads[0])
 
     def exists(self, key: str) -> bool:
         """Return whether ``key`` exists."""

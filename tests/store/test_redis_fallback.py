@@ -21,6 +21,7 @@ redis = pytest.importorskip('redis')
 
 import proxystore as ps  # noqa: E402
 from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_replies  # noqa: E402
 from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.store.base import Store  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
@@ -47,7 +48,7 @@ def fallback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(self: Any, sock: Any) -> None:
         raise AssertionError('the fast path read a socket although it is turned off')
 
-    monkeypatch.setattr(redis_module._ReplyReader, '__init__', refuse)
+    monkeypatch.setattr(redis_replies.ReplyReader, '__init__', refuse)
     yield
 
 

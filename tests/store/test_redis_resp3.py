@@ -17,14 +17,14 @@ import pytest
 
 redis = pytest.importorskip('redis')
 
-from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_replies  # noqa: E402
 from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.store.redis import RedisStore  # noqa: E402
 
 
 def _raw(address: tuple[str, int]) -> tuple[socket.socket, Any]:
     sock = socket.create_connection(address, timeout=10)
-    return sock, redis_module._ReplyReader(sock)
+    return sock, redis_replies.ReplyReader(sock)
 
 
 def test_store_connections_speak_resp2(redis_address: tuple[str, int]) -> None:
@@ -84,7 +84,7 @@ class _Bytes:
 def test_reader_skips_push_and_attribute_frames(before: bytes) -> None:
     head = redis_wire.HEAD.pack(b'PXSV', 3, b't' * 16)
     reply = b'*2\r\n$28\r\n' + head + b'\r\n$3\r\nabc\r\n'
-    reader = redis_module._ReplyReader(_Bytes(before + reply + before + b'+OK\r\n'))
+    reader = redis_replies.ReplyReader(_Bytes(before + reply + before + b'+OK\r\n'))
     result = reader.read_list(0)
     assert result is not None and bytes(result[0]) == b'abc' and result[1] == b't' * 16
     assert reader.reply() == b'OK'

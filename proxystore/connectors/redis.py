@@ -16,7 +16,7 @@ else (connections, authentication, TLS, small replies) is redis-py's. Values
 written by other tools with plain ``SET`` are still readable (unversioned).
 That fast path uses private redis-py surface (a connection's ``_sock``): the
 first connection of each class and redis-py version is probed
-(``_fast_path_supported``), and if the probe fails, or
+(``fast_path_supported``), and if the probe fails, or
 ``PROXYSTORE_REDIS_FAST_PATH=0`` is set, the same commands are framed and
 parsed by redis-py (``pack_transaction_plain``, ``RedisConnector._read_plain``).
 Connections ask for RESP2; the reply reader skips RESP3 push frames anyway.
@@ -36,9 +36,7 @@ for its own commands. With ``replicas_ack=N`` each node's writes end with
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from collections.abc import Hashable
@@ -58,6 +56,8 @@ from proxystore.connectors.redis_options import check_arguments
 from proxystore.connectors.redis_options import check_cluster_arguments
 from proxystore.connectors.redis_options import check_redis_kwargs
 from proxystore.connectors.redis_options import with_resp2
+from proxystore.connectors.redis_probe import fast_path_supported
+from proxystore.connectors.redis_probe import fast_path_wanted
 from proxystore.connectors.redis_replies import BadValue
 from proxystore.connectors.redis_replies import ReplyReader
 from proxystore.connectors.redis_replies import assemble_list
@@ -67,7 +67,6 @@ from proxystore.connectors.redis_replies import response_error
 from proxystore.connectors.redis_wire import CONNECTION_ERRORS
 from proxystore.connectors.redis_wire import HEAD
 from proxystore.connectors.redis_wire import coalesce
-from proxystore.connectors.redis_wire import command
 from proxystore.connectors.redis_wire import pack_transaction
 from proxystore.connectors.redis_wire import pack_transaction_plain
 from proxystore.connectors.redis_wire import read_transaction
@@ -86,8 +85,6 @@ from proxystore.serialize import Buffer
 
 __all__ = ['RedisConnector']
 
-logger = logging.getLogger(__name__)
-
 T = TypeVar('T')
 
 #: Idle connections a connector keeps out of redis-py's pool (see ``_take_spare``).
@@ -99,76 +96,6 @@ _OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
 _NO_PERMISSION: tuple[type[Exception], ...] = tuple(
     c for c in [getattr(redis.exceptions, 'NoPermissionError', None)] if c is not None
 )
-
-
-#: Set to ``0`` to make the Redis connector use only redis-py's public connection calls.
-_FAST_PATH_ENV = 'PROXYSTORE_REDIS_FAST_PATH'
-#: Methods of a redis-py connection the fast path calls, besides the private ``_sock``.
-_FAST_PATH_METHODS = ('connect', 'disconnect', 'send_packed_command', 'read_response')
-#: Outcome of ``_probe_fast_path`` per connection class and redis-py version.
-_FAST_PATH_SUPPORT: dict[tuple[type, str], bool] = {}
-
-
-def _fast_path_wanted() -> bool:
-    """False if ``PROXYSTORE_REDIS_FAST_PATH`` turns the fast path off (``0``, ``false``...)."""
-    value = os.environ.get(_FAST_PATH_ENV, '').strip().lower()
-    return value not in ('0', 'false', 'no', 'off')
-
-
-def _probe_fast_path(connection: Any) -> bool:
-    """Check that ``connection`` has the private surface the fast path uses, and that it works.
-
-    The fast path frames commands itself, sends them with
-    ``send_packed_command`` (raw buffers, unchanged) and reads replies from
-    the connection's private ``_sock``. A ``PING`` sent and read that way
-    must come back as ``+PONG`` (or an error reply, e.g. an ACL refusal).
-    Connection errors propagate (the caller retries); any other surprise
-    means the surface differs: False.
-    """
-    if not all(callable(getattr(connection, m, None)) for m in _FAST_PATH_METHODS):
-        return False
-    if not hasattr(connection, '_sock'):
-        return False
-    connection.connect()
-    sock = getattr(connection, '_sock', None)
-    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
-        return False
-    connection.send_packed_command([memoryview(command(b'PING'))])
-    reader = ReplyReader(sock)
-    try:
-        reply = reader.reply()
-    finally:
-        reader.close()
-    return reply == b'PONG' or isinstance(reply, redis.exceptions.ResponseError)
-
-
-def _fast_path_supported(connection: Any) -> bool:
-    """``_probe_fast_path``, run once per connection class and redis-py version.
-
-    A failed probe leaves the connection in an unknown state: it is closed
-    (redis-py reconnects it on its next command).
-    """
-    key = (type(connection), redis.__version__)
-    supported = _FAST_PATH_SUPPORT.get(key)
-    if supported is None:
-        try:
-            supported = _probe_fast_path(connection)
-        except CONNECTION_ERRORS:
-            raise
-        except (redis.exceptions.RedisError, AttributeError, TypeError, ValueError) as e:
-            logger.debug('Redis fast path probe failed: %r', e)
-            supported = False
-        if not supported:
-            logger.warning(
-                'redis-py %s (%s) differs from what the Redis connector fast path expects: '
-                'using plain redis-py calls (slower for large objects).',
-                redis.__version__,
-                key[0].__qualname__,
-            )
-            with contextlib.suppress(Exception):
-                connection.disconnect()
-        _FAST_PATH_SUPPORT[key] = supported
-    return supported
 
 
 class RedisConnector:
@@ -245,7 +172,7 @@ class RedisConnector:
         self._cluster = cluster
         self._replicas_ack = replicas_ack
         self._routes: ClusterRoutes | None = None
-        self._fast_path = _fast_path_wanted()
+        self._fast_path = fast_path_wanted()
         self._fast_class: type | None = None
         #: Idle connections of the single server's pool kept at hand (see ``_take_spare``).
         self._spares: list[Any] = []
@@ -629,7 +556,7 @@ class RedisConnector:
             return False
         if type(connection) is self._fast_class:  # probed already: skip the lookup
             return True
-        supported = _fast_path_supported(connection)
+        supported = fast_path_supported(connection)
         if supported:
             self._fast_class = type(connection)
         return supported

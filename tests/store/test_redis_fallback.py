@@ -20,7 +20,7 @@ import pytest
 redis = pytest.importorskip('redis')
 
 import proxystore as ps  # noqa: E402
-from proxystore.connectors import redis as redis_module  # noqa: E402
+from proxystore.connectors import redis_probe  # noqa: E402
 from proxystore.connectors import redis_replies  # noqa: E402
 from proxystore.connectors import redis_wire  # noqa: E402
 from proxystore.store.base import Store  # noqa: E402
@@ -103,14 +103,17 @@ class _WrappingConnection(redis.connection.Connection):  # type: ignore[misc]
 
 
 def test_a_different_private_surface_falls_back_to_plain_calls(
-    redis_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+    redis_address: tuple[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Before the feature test, the fast path called ``_sock.makefile``: AttributeError."""
     monkeypatch.undo()  # the real reply reader: the probe must refuse this socket itself
+    caplog.set_level('WARNING', logger='proxystore.connectors.redis')
     monkeypatch.setattr(redis_wire, '_CHUNK', 1000)
     probes: list[Any] = []
-    probe = redis_module._probe_fast_path
-    monkeypatch.setattr(redis_module, '_probe_fast_path', lambda c: probes.append(c) or probe(c))
+    probe = redis_probe._probe_fast_path
+    monkeypatch.setattr(redis_probe, '_probe_fast_path', lambda c: probes.append(c) or probe(c))
     store = RedisStore('wrapped', hostname=redis_address[0], port=redis_address[1])
     assert store.connector._fast_path
     store.connector._client.connection_pool.connection_class = _WrappingConnection
@@ -123,6 +126,9 @@ def test_a_different_private_surface_falls_back_to_plain_calls(
     assert isinstance(token, bytes) and token == store.connector.version(keys[0])
     assert redis.Redis(host=redis_address[0], port=redis_address[1]).llen(keys[0]) > 10
     assert len(probes) == 1  # once per connection class and redis-py version
+    # Warned once, under the connector's logger name (the one users filter on).
+    warned = [r for r in caplog.records if 'differs from what' in r.getMessage()]
+    assert [r.name for r in warned] == ['proxystore.connectors.redis']
 
 
 def test_the_probe_accepts_real_connections(
@@ -131,7 +137,7 @@ def test_the_probe_accepts_real_connections(
     monkeypatch.undo()  # the real reply reader
     client = redis.Redis(host=redis_address[0], port=redis_address[1])
     connection = client.connection_pool.make_connection()
-    assert redis_module._probe_fast_path(connection)
+    assert redis_probe._probe_fast_path(connection)
     connection.send_command('PING')  # the connection is still in step after the probe
     assert connection.read_response() in (b'PONG', 'PONG', True)
     connection.disconnect()

@@ -121,11 +121,13 @@ def test_strict_is_cached_sees_a_rewrite_in_the_other_form(
     assert mine.get(key) == 'small' and mine.is_cached(key, strict=True)
     monkeypatch.setattr(redis_wire, '_CHUNK', 64)
     theirs.set('now a chunked list', key=key)
+    assert _client(redis_address).type(key) == b'list'  # the patch reached the writer
     assert not mine.is_cached(key, strict=True)
     assert mine.get(key, strict=True) == 'now a chunked list'
     assert mine.get(key) == 'now a chunked list' and mine.is_cached(key, strict=True)
     monkeypatch.undo()
     theirs.set('a string again', key=key)
+    assert _client(redis_address).type(key) == b'string'
     assert not mine.is_cached(key, strict=True)
 
 

@@ -29,15 +29,21 @@ def _store(address: tuple[str, int], **kwargs: Any) -> RedisStore:
 
 
 def _overwrite(host: str, port: int, key: str, value: bytes, chunk: int | None = None) -> bytes:
-    """Run in a child process: rewrite ``key`` and return the token it now has."""
-    from proxystore.connectors import redis_wire as module
+    """Run in a child process: rewrite ``key`` and return the token it now has.
 
-    if chunk is not None:
-        module._CHUNK = chunk
+    ``chunk`` applies to this call only (a pool's child runs many of them).
+    """
     from proxystore.store.redis import RedisStore
 
-    store = RedisStore('child', hostname=host, port=port)
-    store.set(value, key=key, serialize=False)
+    default = redis_wire._CHUNK
+    redis_wire._CHUNK = default if chunk is None else chunk
+    try:
+        store = RedisStore('child', hostname=host, port=port)
+        store.set(value, key=key, serialize=False)
+    finally:
+        redis_wire._CHUNK = default
+    form = redis.Redis(host=host, port=port).type(key)
+    assert form == (b'list' if chunk is not None and len(value) > chunk else b'string')
     token = store.connector.version(key)
     store.close()
     assert isinstance(token, bytes)
@@ -173,6 +179,7 @@ def test_reader_sees_whole_values_and_matching_tokens_under_rewrites(
         stop.set()
         thread.join(30)
     assert writes[0] > 10 and len(seen) > 1
+    assert redis.Redis(host=redis_address[0], port=redis_address[1]).type(key) == b'list'
 
 
 @pytest.mark.parametrize('method', ['fork', 'spawn'])

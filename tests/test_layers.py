@@ -43,6 +43,23 @@ def test_connectors_never_import_the_store_layer(path: Path) -> None:
     assert not bad, f'{path.name} imports {bad}'
 
 
+#: The Redis connector's helper modules, each importing only those after it (never redis.py).
+_REDIS_HELPERS = ['redis_options', 'redis_cluster', 'redis_probe', 'redis_replies', 'redis_wire']
+
+
+@pytest.mark.parametrize('name', _REDIS_HELPERS)
+def test_redis_helpers_import_only_down(name: str) -> None:
+    imports = _imports(ROOT / 'connectors' / f'{name}.py')
+    ours = {m.split('.')[2] for m in imports if m.startswith('proxystore.connectors.')}
+    below = set(_REDIS_HELPERS[_REDIS_HELPERS.index(name) + 1 :]) | {'buffers', 'protocol'}
+    assert ours <= below, f'{name}.py imports {ours - below}'
+
+
+def test_redis_helpers_are_all_listed() -> None:
+    on_disk = {p.stem for p in (ROOT / 'connectors').glob('redis_*.py')}
+    assert on_disk == set(_REDIS_HELPERS)
+
+
 def test_registry_imports_no_store_module() -> None:
     for module in ('registry.py', 'types.py', 'options.py'):
         imports = _imports(ROOT / 'store' / module)

@@ -1,36 +1,28 @@
 """Objects on a Redis server or a Redis Cluster: :class:`RedisConnector`.
 
-Each object is a Redis *list*: a 28-byte head (``b'PXSV'``, the payload's
-total length and a random 16-byte version token) followed by the payload in
-chunks of at most 256 MiB, under Redis's 512 MB bulk-string limit. Writing
-replaces the list in one ``MULTI``/``EXEC`` transaction, so readers see the
-old object or the new one, never a mix, and every write gets a new token
-(``LINDEX key 0`` reads it without the payload). Lists with the older 12-byte
-head (``b'PXSL'``, no token) are still read, as unversioned values.
+Each object is one Redis string (a 28-byte head with a random version token,
+then the payload) or, above 256 MiB, a Redis list of that head and the
+payload's chunks; every write replaces the value atomically and gets a new
+token. Large values bypass redis-py's command packing and reply parsing,
+which copy every byte two or three times: commands are framed here and the
+payload's own buffers go to ``sendall``; replies are read with ``recv_into``
+straight into one preallocated buffer. Everything else (connections,
+authentication, TLS, small replies) is redis-py's. With ``cluster=True`` the
+same runs on the master serving each key's slot.
 
-Large values bypass redis-py's command packing and reply parsing, which copy
-every byte two or three times: commands are framed here and the payload's own
-buffers (array memory included) are handed to ``sendall``; replies are read
-with ``recv_into`` straight into one preallocated, writable buffer. Everything
-else (connections, authentication, TLS, small replies) is redis-py's. Values
-written by other tools with plain ``SET`` are still readable (unversioned).
-That fast path uses private redis-py surface (a connection's ``_sock``): the
-first connection of each class and redis-py version is probed
-(``fast_path_supported``), and if the probe fails, or
-``PROXYSTORE_REDIS_FAST_PATH=0`` is set, the same commands are framed and
-parsed by redis-py (``pack_transaction_plain``, ``RedisConnector._read_plain``).
-Connections ask for RESP2; the reply reader skips RESP3 push frames anyway.
+The connector is split by concept; each helper module imports none of the
+ones above it in this list, and none imports this one:
 
-With ``cluster=True`` the store talks to a Redis Cluster through redis-py's
-``RedisCluster`` (any node is an entry point). The fast path above still
-runs, on the connection pool of the master serving each key's slot: batches
-are grouped by node (one round trip per node) and written as one ``MULTI``
-transaction per slot; ``MOVED`` replies refresh the slot table and retry,
-``ASK`` replies retry on the importing node after ``ASKING`` (a multi-key
-transaction answered ``TRYAGAIN`` there is split per key), as redis-py does
-for its own commands. With ``replicas_ack=N`` each node's writes end with
-``WAIT N``, on the same connection. The cluster-only code is
-``ClusterRoutes`` and ``RedisConnector._on_nodes``.
+- :mod:`~proxystore.connectors.redis_options`: checks of the arguments and ``redis_kwargs``.
+- :mod:`~proxystore.connectors.redis_cluster`: slot routing, ``MOVED``/``ASK``/``TRYAGAIN``.
+- :mod:`~proxystore.connectors.redis_probe`: whether the fast path can run on a
+  redis-py connection (else plain redis-py calls; ``PROXYSTORE_REDIS_FAST_PATH=0``
+  forces that fallback).
+- :mod:`~proxystore.connectors.redis_replies`: the reply reader, value parsing and checks.
+- :mod:`~proxystore.connectors.redis_wire`: the value layout and command framing.
+
+This module keeps the connector: connections and their retries, error
+translation, and the reads and writes that combine the helpers.
 """
 
 from __future__ import annotations

@@ -319,7 +319,7 @@ class RedisConnector:
                 'Retry shortly, or raise retries= so the store waits for it.',
             ) from e
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-            # OSError: socket errors and timeouts of this module's own reply reader.
+            # OSError: socket errors and timeouts of our own reply reader (redis_replies).
             reason = str(e).rstrip('.') or type(e).__name__
             raise StoreConnectionError(
                 f'Cannot reach {self.where(key, node)}: {reason}. Check that redis-server is '
@@ -660,7 +660,7 @@ class RedisConnector:
         replies: list[Any],
         redirected: dict[int, Exception],
     ) -> None:
-        """Pipelined GETs (or LRANGEs) read by this module, bulk data straight into buffers."""
+        """Pipelined GETs (or LRANGEs) read by ReplyReader, bulk data straight into buffers."""
         sock = getattr(connection, '_sock', None)
         if sock is None:
             connection.connect()

@@ -11,7 +11,6 @@ from typing import Any
 
 from proxystore.connectors.file import FileConnector
 from proxystore.store.base import Store
-from proxystore.store.options import StoreOptions
 
 __all__ = ['FileStore']
 
@@ -51,7 +50,7 @@ class FileStore(Store):
         mapped_reads: bool = True,
         **options: Any,
     ) -> None:
-        StoreOptions.parse(type(self).__name__, name, options)  # before creating store_dir
+        self.check_options(name, options)  # before creating store_dir
         connector = FileConnector(
             store_dir, owner=name, file_mode=file_mode, fsync=fsync, mapped_reads=mapped_reads
         )

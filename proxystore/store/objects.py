@@ -79,10 +79,10 @@ class ObjectStore:
         where = f'{type(self).__name__} {name!r}'
         if isinstance(connector, str):  # a class path: the other options are its arguments
             arguments = {k: options.pop(k) for k in list(options) if k not in OPTION_NAMES}
-            parsed = StoreOptions.parse(type(self).__name__, name, options)
+            parsed = self.check_options(name, options)
             connector = load_connector(connector, arguments, where)
         else:
-            parsed = StoreOptions.parse(type(self).__name__, name, options)
+            parsed = self.check_options(name, options)
         if not isinstance(connector, Connector):
             raise StoreConfigError(
                 f'{type(self).__name__} {name!r}: connector must implement the Connector '
@@ -93,7 +93,7 @@ class ObjectStore:
         #: The connector given; reads and writes go through ``_connector``,
         #: which wraps it in the node tier with ``node_cache=True``.
         self._backend: Connector = connector
-        self._connector = self._node_tier(where, connector) if parsed.node_cache else connector
+        self._connector = self._node_tier(connector) if parsed.node_cache else connector
         self._secret = parsed.secret
         self._cache = LRUCache(parsed.cache_size, parsed.cache_bytes)
         self._metrics = Metrics()
@@ -115,13 +115,28 @@ class ObjectStore:
         """The byte-level connector under this store (without the node tier)."""
         return self._backend
 
-    def _node_tier(self, where: str, connector: Connector) -> Connector:
-        """``connector`` behind a node-local shared-memory copy (``node_cache=True``)."""
-        if self.node_local:
+    @classmethod
+    def check_options(cls, name: str, options: dict[str, Any]) -> StoreOptions:
+        """The store options in ``options``, checked for this class (nothing is created).
+
+        A subclass that builds its connector itself (and so may create a
+        directory) calls this first, so a refused option leaves nothing behind.
+
+        Raises:
+            StoreConfigError: an option is invalid, or ``node_cache`` is asked
+                of a store that is already local to the node.
+
+        """
+        parsed = StoreOptions.parse(cls.__name__, name, options)
+        if parsed.node_cache and cls.node_local:
             raise StoreConfigError(
-                f'{where}: node_cache is for stores that other nodes read (Redis, file); '
-                'this one is already local to the node.',
+                f'{cls.__name__} {name!r}: node_cache is for stores that other nodes read '
+                '(Redis, file); this one is already local to the node.',
             )
+        return parsed
+
+    def _node_tier(self, connector: Connector) -> Connector:
+        """``connector`` behind a node-local shared-memory copy (``node_cache=True``)."""
         from proxystore.connectors.node import NodeConnector
 
         return NodeConnector(connector, max_bytes=self._options.node_cache_bytes)

@@ -12,7 +12,6 @@ from proxystore.connectors.shm import SharedMemoryConnector
 from proxystore.connectors.shm import default_shm_dir
 from proxystore.exceptions import StoreConfigError
 from proxystore.store.file import FileStore
-from proxystore.store.options import StoreOptions
 
 __all__ = ['SharedMemoryStore']
 
@@ -49,6 +48,6 @@ class SharedMemoryStore(FileStore):
             if not isinstance(name, str) or not name:
                 raise StoreConfigError(f'A store name must be a non-empty str, got {name!r}.')
             store_dir = default_shm_dir(name)
-        StoreOptions.parse(type(self).__name__, name, options)  # before creating store_dir
+        self.check_options(name, options)  # before creating store_dir
         connector = SharedMemoryConnector(store_dir, owner=name, mapped_reads=mapped_reads)
         super(FileStore, self).__init__(name, connector, **options)

@@ -90,8 +90,13 @@ def test_node_cache_is_not_part_of_identity(redis_address: tuple[str, int]) -> N
 
 @pytest.mark.parametrize('kind', ['local', 'shm'])
 def test_node_local_stores_refuse_it(kind: str) -> None:
+    name = f'refuse-{kind}-{os.urandom(4).hex()}'
     with pytest.raises(StoreConfigError, match='node_cache'):
-        ps.store.init_store(kind, name=f'refuse-{kind}', node_cache=True)
+        ps.store.init_store(kind, name=name, node_cache=True)
+    # Refused before anything is made: no shared-memory directory is left behind.
+    from proxystore.connectors.shm import default_shm_dir
+
+    assert not os.path.exists(default_shm_dir(name))
 
 
 @pytest.mark.parametrize(
